@@ -1,0 +1,6 @@
+"""Neural network layers; pure PyTorch, no RecBole imports."""
+
+from recbole_mamba.layers.blocks import MambaBlock, PointWiseFeedForward
+from recbole_mamba.layers.mamba import Mamba
+
+__all__ = ["Mamba", "MambaBlock", "PointWiseFeedForward"]

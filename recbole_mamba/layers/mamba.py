@@ -1,0 +1,152 @@
+"""Mamba mixer with exactly the parameters of ``mamba_ssm.modules.mamba_simple.Mamba``.
+
+A state_dict saved from mamba-ssm loads here and the other way round. The computation is the same:
+in_proj -> (x, z); x -> causal depthwise conv -> SiLU -> x_proj -> (dt, B, C); dt -> dt_proj ->
+softplus(dt + dt_proj.bias); selective scan with A = -exp(A_log) and skip D; gate with SiLU(z);
+out_proj. The scan runs on the backend chosen by ``backend`` (see :mod:`recbole_mamba.ops.scan`).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbole_mamba.ops import selective_scan
+
+
+class Mamba(nn.Module):
+    """(batch, L, d_model) -> (batch, L, d_model), causal along L."""
+
+    def __init__(
+        self,
+        d_model,
+        d_state=16,
+        d_conv=4,
+        expand=2,
+        dt_rank="auto",
+        dt_min=0.001,
+        dt_max=0.1,
+        dt_init="random",
+        dt_scale=1.0,
+        dt_init_floor=1e-4,
+        conv_bias=True,
+        bias=False,
+        backend="auto",
+    ):
+        super().__init__()
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.expand = expand
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else dt_rank
+        self.dt_min, self.dt_max, self.dt_init = dt_min, dt_max, dt_init
+        self.dt_scale, self.dt_init_floor = dt_scale, dt_init_floor
+        self.backend = backend
+
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        self.conv1d = nn.Conv1d(
+            self.d_inner,
+            self.d_inner,
+            kernel_size=d_conv,
+            groups=self.d_inner,
+            padding=d_conv - 1,
+            bias=conv_bias,
+        )
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.empty(self.d_inner, d_state))
+        self.D = nn.Parameter(torch.empty(self.d_inner))
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+        # mamba-ssm's markers: optimisers and model initialisers leave these alone
+        self.A_log._no_weight_decay = True
+        self.D._no_weight_decay = True
+        self.dt_proj.bias._no_reinit = True
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """mamba-ssm's initialisation: default Linear/Conv1d init, dt_proj weight uniform (or
+        constant) with std dt_rank^-0.5 * dt_scale, dt_proj.bias = softplus^-1(dt) for dt
+        log-uniform in [dt_min, dt_max], A_log = log(1..d_state) (S4D-real), D = 1."""
+        for module in (self.in_proj, self.conv1d, self.x_proj, self.dt_proj, self.out_proj):
+            module.reset_parameters()
+        dt_init_std = self.dt_rank**-0.5 * self.dt_scale
+        if self.dt_init == "constant":
+            nn.init.constant_(self.dt_proj.weight, dt_init_std)
+        elif self.dt_init == "random":
+            nn.init.uniform_(self.dt_proj.weight, -dt_init_std, dt_init_std)
+        else:
+            raise ValueError(f"dt_init must be 'random' or 'constant', got {self.dt_init!r}")
+        log_min, log_max = math.log(self.dt_min), math.log(self.dt_max)
+        dt = torch.exp(torch.rand(self.d_inner) * (log_max - log_min) + log_min)
+        dt = dt.clamp(min=self.dt_init_floor)
+        inv_dt = dt + torch.log(-torch.expm1(-dt))
+        A = torch.arange(1, self.d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(inv_dt)
+            self.A_log.copy_(torch.log(A))
+            self.D.fill_(1.0)
+
+    def _ssm_inputs(self, x):
+        """x: (batch, L, d_inner) after conv and SiLU -> dt (batch, d_inner, L) before bias,
+        B and C (batch, d_state, L)."""
+        x_dbl = self.x_proj(x)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, self.dt_proj.weight)
+        return dt.transpose(1, 2), B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()
+
+    def forward(self, hidden_states):
+        """hidden_states: (batch, L, d_model) -> (batch, L, d_model)."""
+        length = hidden_states.shape[1]
+        xz = self.in_proj(hidden_states)  # (batch, L, 2*d_inner)
+        x, z = xz.chunk(2, dim=-1)
+        x = self.conv1d(x.transpose(1, 2))[..., :length]  # (batch, d_inner, L), causal
+        x = F.silu(x)
+        dt, B, C = self._ssm_inputs(x.transpose(1, 2))
+        y = selective_scan(
+            x,
+            dt,
+            -torch.exp(self.A_log.float()),
+            B,
+            C,
+            self.D.float(),
+            z=z.transpose(1, 2),
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+            backend=self.backend,
+        )
+        return self.out_proj(y.transpose(1, 2))
+
+    def allocate_inference_cache(self, batch_size, dtype=None, device=None):
+        """Zero states for :meth:`step`: conv_state (batch, d_inner, d_conv) and
+        ssm_state (batch, d_inner, d_state)."""
+        device = device or self.in_proj.weight.device
+        dtype = dtype or self.in_proj.weight.dtype
+        conv_state = torch.zeros(batch_size, self.d_inner, self.d_conv, device=device, dtype=dtype)
+        ssm_state = torch.zeros(batch_size, self.d_inner, self.d_state, device=device, dtype=dtype)
+        return conv_state, ssm_state
+
+    def step(self, hidden_states, conv_state, ssm_state):
+        """One time step, as mamba-ssm's ``Mamba.step``.
+
+        hidden_states: (batch, 1, d_model); conv_state, ssm_state from
+        :meth:`allocate_inference_cache` (updated in place and returned).
+        Returns (out (batch, 1, d_model), conv_state, ssm_state).
+        """
+        xz = self.in_proj(hidden_states.squeeze(1))  # (batch, 2*d_inner)
+        x, z = xz.chunk(2, dim=-1)
+        conv_state.copy_(torch.roll(conv_state, shifts=-1, dims=-1))
+        conv_state[:, :, -1] = x
+        x = (conv_state * self.conv1d.weight[:, 0, :]).sum(-1)
+        if self.conv1d.bias is not None:
+            x = x + self.conv1d.bias
+        x = F.silu(x)
+        dt, B, C = (t[..., 0] for t in self._ssm_inputs(x.unsqueeze(1)))
+        dt = F.softplus(dt + self.dt_proj.bias)
+        A = -torch.exp(self.A_log.float())
+        dA = torch.exp(dt.unsqueeze(-1) * A)  # (batch, d_inner, d_state)
+        ssm_state.copy_(ssm_state * dA + (dt * x).unsqueeze(-1) * B.unsqueeze(1))
+        y = (ssm_state * C.unsqueeze(1)).sum(-1) + self.D * x
+        y = y * F.silu(z)
+        return self.out_proj(y).unsqueeze(1), conv_state, ssm_state

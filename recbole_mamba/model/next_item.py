@@ -1,0 +1,51 @@
+"""Shared next-item head for the plugin's sequential recommenders."""
+
+import torch
+from torch import nn
+
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.model.loss import BPRLoss
+
+
+class NextItemRecommender(SequentialRecommender):
+    """A RecBole ``SequentialRecommender`` whose subclasses only define :meth:`encode`.
+
+    ``encode(item_seq) -> (B, L, H)`` gives the hidden state at every position (causal: position t
+    sees items 0..t). ``forward`` takes the state at the last real item, and the score of item i is
+    the dot product with i's embedding (``self.item_embedding``), as in RecBole's SASRec.
+    """
+
+    LOSS_TYPES = ("CE", "BPR")
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.loss_type = config["loss_type"]
+        if self.loss_type not in self.LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {self.LOSS_TYPES}, got {self.loss_type!r}")
+        self.loss_fct = BPRLoss() if self.loss_type == "BPR" else nn.CrossEntropyLoss()
+
+    def encode(self, item_seq):
+        """item_seq: (B, L) item ids, right-padded with 0 -> (B, L, H)."""
+        raise NotImplementedError
+
+    def forward(self, item_seq, item_seq_len):
+        """(B, L), (B,) -> (B, H): the state at each sequence's last item."""
+        return self.gather_indexes(self.encode(item_seq), item_seq_len - 1)
+
+    def calculate_loss(self, interaction):
+        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        pos_items = interaction[self.POS_ITEM_ID]
+        if self.loss_type == "BPR":
+            pos_score = (seq_output * self.item_embedding(pos_items)).sum(-1)
+            neg_score = (seq_output * self.item_embedding(interaction[self.NEG_ITEM_ID])).sum(-1)
+            return self.loss_fct(pos_score, neg_score)
+        logits = torch.matmul(seq_output, self.item_embedding.weight.transpose(0, 1))
+        return self.loss_fct(logits, pos_items)
+
+    def predict(self, interaction):
+        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return (seq_output * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)  # (B,)
+
+    def full_sort_predict(self, interaction):
+        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return torch.matmul(seq_output, self.item_embedding.weight.transpose(0, 1))  # (B, n_items)

@@ -1,0 +1,327 @@
+"""Selective scan (the S6 recurrence of Mamba) with mamba-ssm's signature and layout.
+
+Shapes (mamba-ssm's convention)::
+
+    u, delta, z : (batch, dim, L)
+    A           : (dim, d_state)          real, usually negative
+    B, C        : (batch, d_state, L)     input-dependent ("selective")
+    D, delta_bias : (dim,)
+
+    dt  = softplus(delta + delta_bias)            (softplus only if delta_softplus)
+    h_t = exp(dt_t * A) * h_{t-1} + dt_t * B_t * u_t     h: (batch, dim, d_state), h_{-1} = 0
+    y_t = <h_t, C_t> + D * u_t
+    out = y * silu(z)                              (only if z is given)
+
+Backends:
+
+- ``ref``: :func:`selective_scan_ref`, a plain step-by-step loop written from the equations above.
+  It is the test oracle; autograd differentiates it.
+- ``torch``: :class:`SelectiveScanFn`, an autograd Function with a hand-written backward. The forward
+  keeps only the states at chunk boundaries; the backward recomputes each chunk's states and runs
+  the adjoint recurrence in reverse. Activation memory is O(batch*L*dim + batch*(L/T)*dim*d_state);
+  no (batch, L, dim, d_state) tensor is ever materialised.
+- ``cuda``: mamba-ssm's fused kernel (``pip install recbole-mamba[cuda]`` on a CUDA machine).
+- ``auto``: ``cuda`` when mamba-ssm imports and the tensors are on a CUDA device, else ``torch``.
+
+The recurrence runs left to right, so outputs at position t never depend on inputs after t; with
+RecBole's right padding, padded positions never change the outputs at real positions.
+"""
+
+import torch
+import torch.nn.functional as F
+
+BACKENDS = ("auto", "cuda", "torch", "ref")
+
+# Elements of one (batch rows, time steps, dim, d_state) work buffer: sized so the few buffers
+# a block needs stay in the last-level cache of a laptop CPU.
+_CHUNK_ELEMENTS = 1 << 19
+_MIN_STEPS = 16
+
+
+class CudaBackendUnavailable(RuntimeError):
+    """Raised when ``backend='cuda'`` is asked for on a machine without mamba-ssm's kernels."""
+
+
+def _mamba_ssm_scan():
+    """mamba-ssm's ``selective_scan_fn``, or None when mamba-ssm is not importable."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except Exception:  # ImportError, or a broken CUDA build raising at import
+        return None
+    return selective_scan_fn
+
+
+def resolve_backend(backend, device):
+    """The concrete backend ('cuda', 'torch' or 'ref') for ``backend`` on ``device``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"mamba_backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    device = torch.device(device)
+    if backend == "auto":
+        return "cuda" if device.type == "cuda" and _mamba_ssm_scan() is not None else "torch"
+    if backend == "cuda":
+        if _mamba_ssm_scan() is None:
+            raise CudaBackendUnavailable(
+                "mamba_backend=cuda needs mamba-ssm's CUDA kernels, which are not importable here. "
+                "On a machine with CUDA, install them with: pip install 'recbole-mamba[cuda]' "
+                "(or use mamba_backend=auto / torch)."
+            )
+        if device.type != "cuda":
+            raise CudaBackendUnavailable(
+                f"mamba_backend=cuda needs tensors on a CUDA device, got {device}; "
+                "use mamba_backend=auto or torch on CPU."
+            )
+    return backend
+
+
+def selective_scan(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
+    return_last_state=False,
+    backend="auto",
+):
+    """Selective scan; returns ``out`` (batch, dim, L), and the last state (batch, dim, d_state)
+    too when ``return_last_state``."""
+    backend = resolve_backend(backend, u.device)
+    if backend == "cuda":
+        return _mamba_ssm_scan()(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+        )
+    if backend == "ref":
+        return selective_scan_ref(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+        )
+    out, last_state = SelectiveScanFn.apply(
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus
+    )
+    return (out, last_state) if return_last_state else out
+
+
+def _compute_dtype(x):
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def selective_scan_ref(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
+    return_last_state=False,
+):
+    """Step-by-step reference: one time step at a time, straight from the equations."""
+    dtype_in = u.dtype
+    ct = _compute_dtype(u)
+    u, delta, A, B, C = (t.to(ct) for t in (u, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(ct)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    batch, dim, length = u.shape
+    h = u.new_zeros(batch, dim, A.shape[1])
+    ys = []
+    for t in range(length):
+        dt = delta[:, :, t, None]  # (batch, dim, 1)
+        h = torch.exp(dt * A) * h + dt * B[:, None, :, t] * u[:, :, t, None]
+        ys.append((h * C[:, None, :, t]).sum(-1))  # (batch, dim)
+    y = torch.stack(ys, dim=-1) if ys else u.new_zeros(batch, dim, 0)
+    if D is not None:
+        y = y + u * D.to(ct)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(ct))
+    y = y.to(dtype_in)
+    return (y, h) if return_last_state else y
+
+
+def _blocking(batch, dim, d_state, length):
+    """(batch rows, time steps) per work block of the ``torch`` backend.
+
+    A block's buffers hold batch_rows * T * dim * d_state elements, about ``_CHUNK_ELEMENTS``;
+    time steps are preferred up to ``_MIN_STEPS`` so the per-step loop has enough work, then
+    batch rows, then more time steps.
+    """
+    per_step = max(1, dim * d_state)
+    steps = max(1, min(length, _MIN_STEPS))
+    rows = max(1, min(batch, _CHUNK_ELEMENTS // (steps * per_step)))
+    steps = max(steps, min(length, _CHUNK_ELEMENTS // (rows * per_step)))
+    return rows, steps
+
+
+def _chunk_states(dt, dtu, A, Bt, h):
+    """States of one chunk.
+
+    dt, dtu: (b, T, dim); A: (dim, n); Bt: (b, T, n); h: (b, dim, n), the state before the chunk.
+    Returns (dA, hs): both (b, T, dim, n), dA = exp(dt*A), hs[:, t] the state after step t.
+    """
+    dA = torch.exp(dt.unsqueeze(-1) * A)
+    hs = dtu.unsqueeze(-1) * Bt.unsqueeze(2)
+    for t in range(hs.shape[1]):
+        h = torch.addcmul(hs[:, t], dA[:, t], h, out=hs[:, t])
+    return dA, hs
+
+
+def _forward_block(dt, dtu, A, Bt, Ct, steps):
+    """Scan one block of batch rows, time-major: dt, dtu (b, L, dim); Bt, Ct (b, L, n).
+
+    Returns y (b, L, dim) without the D skip, the states before each chunk
+    (b, n_chunks, dim, n), and the last state (b, dim, n).
+    """
+    b, length, dim = dt.shape
+    n = A.shape[1]
+    starts = range(0, length, steps)
+    h = dt.new_zeros(b, dim, n)
+    boundary = dt.new_empty(b, len(starts), dim, n)
+    y = dt.new_empty(b, length, dim)
+    for i, s in enumerate(starts):
+        e = min(s + steps, length)
+        boundary[:, i] = h
+        _, hs = _chunk_states(dt[:, s:e], dtu[:, s:e], A, Bt[:, s:e], h)
+        torch.matmul(hs, Ct[:, s:e].unsqueeze(-1), out=y[:, s:e].unsqueeze(-1))
+        h = hs[:, -1].clone()
+    return y, boundary, h
+
+
+def _backward_block(dy, dt, dtu, u, A, Bt, Ct, boundary, steps, dA_acc):
+    """Adjoint of :func:`_forward_block` for one block of batch rows.
+
+    dy: (b, L, dim), the gradient of y (before the D skip). Adds dL/dA into ``dA_acc`` and returns
+    (ddt, du_scan, dB, dC, y): ddt and du_scan (b, L, dim) through the recurrence only, dB, dC
+    (b, L, n), and y (b, L, dim) recomputed on the way (needed for the gate's gradient).
+    """
+    b, length, dim = dt.shape
+    ddt = torch.empty_like(dt)
+    du = torch.empty_like(dt)
+    y = torch.empty_like(dt)
+    dB = torch.empty_like(Bt)
+    dC = torch.empty_like(Ct)
+    g_carry = dt.new_zeros(b, dim, A.shape[1])  # dA_{t+1} * g_{t+1}, flowing back into h_t
+    starts = list(range(0, length, steps))
+    for i in reversed(range(len(starts))):
+        s = starts[i]
+        e = min(s + steps, length)
+        h0 = boundary[:, i]
+        dA_c, hs = _chunk_states(dt[:, s:e], dtu[:, s:e], A, Bt[:, s:e], h0)
+        dy_c = dy[:, s:e]
+        torch.matmul(hs, Ct[:, s:e].unsqueeze(-1), out=y[:, s:e].unsqueeze(-1))
+        # dC[b,t,:] = sum_d dy[b,t,d] h_t[b,d,:]
+        torch.matmul(dy_c.unsqueeze(-2), hs, out=dC[:, s:e].unsqueeze(-2))
+        # adjoint recurrence: g_t = dy_t C_t + dA_{t+1} g_{t+1}
+        gs = dy_c.unsqueeze(-1) * Ct[:, s:e].unsqueeze(2)
+        for t in reversed(range(e - s)):
+            g = gs[:, t].add_(g_carry)
+            g_carry = dA_c[:, t] * g
+        # d(dt*A) = g_t * h_{t-1} * dA_t
+        h_prev = torch.cat([h0.unsqueeze(1), hs[:, :-1]], dim=1)
+        x = h_prev.mul_(gs).mul_(dA_c)
+        dA_acc += torch.einsum("btdn,btd->dn", x, dt[:, s:e])
+        # through dt*u*B: sum_n g*B, and sum_d g*dt*u
+        gB = torch.matmul(gs, Bt[:, s:e].unsqueeze(-1)).squeeze(-1)
+        ddt[:, s:e] = (x * A).sum(-1) + gB * u[:, s:e]
+        du[:, s:e] = gB * dt[:, s:e]
+        torch.matmul(dtu[:, s:e].unsqueeze(-2), gs, out=dB[:, s:e].unsqueeze(-2))
+    return ddt, du, dB, dC, y
+
+
+def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
+    """Compute-dtype, time-major inputs of the ``torch`` backend."""
+    ct = _compute_dtype(u)
+    dt_pre = delta.to(ct)
+    if delta_bias is not None:
+        dt_pre = dt_pre + delta_bias.to(ct)[:, None]
+    dt = F.softplus(dt_pre) if delta_softplus else dt_pre
+    dt_t = dt.transpose(1, 2).contiguous()  # (batch, L, dim)
+    u_t = u.to(ct).transpose(1, 2).contiguous()
+    B_t = B.to(ct).transpose(1, 2).contiguous()  # (batch, L, n)
+    C_t = C.to(ct).transpose(1, 2).contiguous()
+    return dt_pre, dt_t, u_t, dt_t * u_t, A.to(ct), B_t, C_t
+
+
+class SelectiveScanFn(torch.autograd.Function):
+    """The ``torch`` backend: blocked forward, recomputing backward. See the module docstring.
+
+    ``apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> (out, last_state)``.
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        batch, dim, length = u.shape
+        n = A.shape[1]
+        _, dt_t, u_t, dtu_t, A_, B_t, C_t = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+        rows, steps = _blocking(batch, dim, n, length)
+        y_t = torch.empty_like(dt_t)
+        last = dt_t.new_empty(batch, dim, n)
+        boundaries = []
+        for r in range(0, batch, rows):
+            q = slice(r, r + rows)
+            y_t[q], boundary, last[q] = _forward_block(dt_t[q], dtu_t[q], A_, B_t[q], C_t[q], steps)
+            boundaries.append(boundary)
+        y = y_t.transpose(1, 2)
+        if D is not None:
+            y = y + u_t.transpose(1, 2) * D.to(y.dtype)[:, None]
+        out = y * F.silu(z.to(y.dtype)) if z is not None else y
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, *boundaries)
+        ctx.delta_softplus = delta_softplus
+        ctx.blocking = (rows, steps)
+        ctx.mark_non_differentiable(last)
+        return out.to(u.dtype), last
+
+    @staticmethod
+    def backward(ctx, dout, _dlast_state):
+        u, delta, A, B, C, D, z, delta_bias, *boundaries = ctx.saved_tensors
+        rows, steps = ctx.blocking
+        dt_pre, dt_t, u_t, dtu_t, A_, B_t, C_t = _prepare(
+            u, delta, A, B, C, delta_bias, ctx.delta_softplus
+        )
+        ct = dt_t.dtype
+        dout_t = dout.to(ct).transpose(1, 2)
+        if z is not None:
+            z_t = z.to(ct).transpose(1, 2)
+            sig_z = torch.sigmoid(z_t)
+            dy_t = (dout_t * z_t * sig_z).contiguous()  # d out / d y = silu(z)
+        else:
+            dy_t = dout_t.contiguous()
+
+        ddt_t = torch.empty_like(dt_t)
+        du_t = torch.empty_like(dt_t)
+        y_t = torch.empty_like(dt_t)
+        dB_t = torch.empty_like(B_t)
+        dC_t = torch.empty_like(C_t)
+        dA = torch.zeros_like(A_)
+        for i, r in enumerate(range(0, u.shape[0], rows)):
+            q = slice(r, r + rows)
+            ddt_t[q], du_t[q], dB_t[q], dC_t[q], y_t[q] = _backward_block(
+                dy_t[q], dt_t[q], dtu_t[q], u_t[q], A_, B_t[q], C_t[q], boundaries[i], steps, dA
+            )
+
+        dD = dz = None
+        if D is not None:
+            du_t += dy_t * D.to(ct)
+            dD = (dy_t * u_t).sum((0, 1)).to(D.dtype)
+            y_t += u_t * D.to(ct)
+        if z is not None:
+            dz = (dout_t * y_t * sig_z * (1 + z_t * (1 - sig_z))).transpose(1, 2).to(z.dtype)
+        ddelta = ddt_t.transpose(1, 2)
+        if ctx.delta_softplus:
+            ddelta = ddelta * torch.sigmoid(dt_pre)
+        ddelta_bias = ddelta.sum((0, 2)).to(delta_bias.dtype) if delta_bias is not None else None
+        return (
+            du_t.transpose(1, 2).to(u.dtype),
+            ddelta.to(delta.dtype),
+            dA.to(A.dtype),
+            dB_t.transpose(1, 2).to(B.dtype),
+            dC_t.transpose(1, 2).to(C.dtype),
+            dD,
+            dz,
+            ddelta_bias,
+            None,
+        )

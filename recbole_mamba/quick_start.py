@@ -1,0 +1,97 @@
+"""``run()``: config -> data -> model -> fit -> evaluate, as RecBole's ``run_recbole`` but with the
+plugin's config, model registry and weights-only checkpoints."""
+
+import os
+import sys
+from logging import getLogger
+
+from recbole.data import create_dataset, data_preparation
+from recbole.data.transform import construct_transform
+from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
+
+from recbole_mamba.config import RecboleMambaConfig
+from recbole_mamba.trainer import SafeCheckpointTrainer
+
+
+def evaluation_protocol(config):
+    """Human-readable protocol of the test metrics, e.g. 'full ranking, leave-one-out by time'."""
+    mode = config["eval_args"]["mode"]
+    mode = mode.get("test", mode) if isinstance(mode, dict) else mode
+    if mode == "full":
+        ranking = "full ranking"
+    elif mode.startswith("uni"):
+        ranking = f"{mode[3:]} uniformly sampled negatives"
+    elif mode.startswith("pop"):
+        ranking = f"{mode[3:]} popularity-sampled negatives"
+    else:
+        ranking = mode
+    split = config["eval_args"]["split"]
+    order = config["eval_args"]["order"]
+    if "LS" in split:
+        how = "leave-one-out" + (" by time" if order == "TO" else "")
+    else:
+        how = f"split {split}, order {order}"
+    return f"{ranking}, {how}"
+
+
+def run(
+    model,
+    dataset,
+    config_file_list=None,
+    config_dict=None,
+    saved=True,
+    cmd_args=(),
+):
+    """Train ``model`` on ``dataset`` and test the best validation checkpoint.
+
+    ``model`` is a name (the plugin's or RecBole's) or a model class; ``cmd_args`` are
+    ``--key=value`` overrides with the highest priority. Returns a dict with ``best_valid_score``,
+    ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``protocol`` and ``config``.
+    """
+    config = RecboleMambaConfig(
+        model=model,
+        dataset=dataset,
+        config_file_list=config_file_list,
+        config_dict=config_dict,
+        cmd_args=cmd_args,
+    )
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    data = create_dataset(config)
+    logger.info(data)
+    train_data, valid_data, test_data = data_preparation(config, data)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    recommender = config.model_class(config, train_data._dataset).to(config["device"])
+    logger.info(recommender)
+    flops = get_flops(recommender, data, config["device"], logger, construct_transform(config))
+    logger.info(set_color("FLOPs", "blue") + f": {flops}")
+
+    trainer = SafeCheckpointTrainer(config, recommender)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(
+        test_data, load_best_model=saved, show_progress=config["show_progress"]
+    )
+    logger.info(
+        "The running environment of this training is as follows:\n"
+        + get_environment(config).draw()
+    )
+    protocol = evaluation_protocol(config)
+    logger.info(set_color("protocol", "yellow") + f": {protocol}")
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "protocol": protocol,
+        "config": config,
+        "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
+    }

@@ -1,0 +1,53 @@
+"""Checkpoints that load with ``torch.load(weights_only=True)``.
+
+RecBole pickles its whole Config into checkpoints, which torch >= 2.6 refuses to load by default.
+Ours hold tensors (state_dicts), plain numbers and strings only; the configuration is stored as a
+JSON string. Files are written to a temporary name in the target folder and then renamed, so a
+crash never leaves a half-written checkpoint.
+"""
+
+import json
+import os
+import pickle
+import tempfile
+
+import torch
+
+FORMAT = "recbole-mamba/1"
+
+
+class CheckpointError(RuntimeError):
+    """A file that is not a loadable recbole-mamba checkpoint."""
+
+
+def config_to_json(config):
+    """The final RecBole config as a JSON string (enums, devices... as their str())."""
+    return json.dumps(dict(config.final_config_dict), default=str, sort_keys=True)
+
+
+def save_checkpoint(path, **state):
+    """Write ``state`` (tensors, state_dicts, numbers, strings) atomically to ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load a checkpoint with ``weights_only=True``; never unpickles arbitrary objects."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refusing to load: the file holds pickled Python objects (a checkpoint written "
+            f"by RecBole's own Trainer?), and only weights-only checkpoints are loaded ({e})"
+        ) from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")
+    return checkpoint

@@ -1,0 +1,57 @@
+"""RecBole's Trainer with weights-only checkpoints (see :mod:`recbole_mamba.trainer.checkpoint`)."""
+
+from recbole.trainer import Trainer
+from recbole.utils import set_color
+
+from recbole_mamba.trainer.checkpoint import config_to_json, load_checkpoint, save_checkpoint
+
+
+class SafeCheckpointTrainer(Trainer):
+    """Same training and evaluation as RecBole's ``Trainer``; checkpoints hold only tensors,
+    numbers and a JSON copy of the config, and load with ``weights_only=True``."""
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        save_checkpoint(
+            saved_model_file,
+            model=self.config["model"],
+            dataset=self.config["dataset"],
+            config_json=config_to_json(self.config),
+            epoch=int(epoch),
+            cur_step=int(self.cur_step),
+            best_valid_score=float(self.best_valid_score),
+            state_dict=self.model.state_dict(),
+            other_parameter=self.model.other_parameter(),
+            optimizer=self.optimizer.state_dict(),
+        )
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+    def _load_model_weights(self, checkpoint):
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+
+    def resume_checkpoint(self, resume_file):
+        resume_file = str(resume_file)
+        self.saved_model_file = resume_file
+        checkpoint = load_checkpoint(resume_file, map_location=self.device)
+        if checkpoint["model"].lower() != self.config["model"].lower():
+            self.logger.warning(
+                f"checkpoint was written by model {checkpoint['model']}, not {self.config['model']}; "
+                "loading its state_dict may fail"
+            )
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        self._load_model_weights(checkpoint)
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if eval_data and load_best_model:
+            checkpoint_file = model_file or self.saved_model_file
+            self._load_model_weights(load_checkpoint(checkpoint_file, map_location=self.device))
+            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)

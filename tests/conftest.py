@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny ml-100k subset as an atomic dataset in a temporary data_path."""
+
+import os
+from pathlib import Path
+
+import pytest
+import recbole
+
+ML100K = Path(recbole.__file__).parent / "dataset_example" / "ml-100k" / "ml-100k.inter"
+TINY_USERS = 60
+TINY_CONFIG = {
+    "hidden_size": 16,
+    "MAX_ITEM_LIST_LENGTH": 20,
+    "epochs": 1,
+    "train_batch_size": 256,
+    "show_progress": False,
+    "n_layers": 1,
+    "inner_size": 32,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_data_path(tmp_path_factory):
+    """A data_path holding ``ml-tiny``: the interactions of the first 60 users of ml-100k."""
+    root = tmp_path_factory.mktemp("dataset_atomics")
+    folder = root / "ml-tiny"
+    folder.mkdir()
+    with open(ML100K) as src, open(folder / "ml-tiny.inter", "w") as dst:
+        dst.write(src.readline())
+        dst.writelines(line for line in src if int(line.split("\t", 1)[0]) <= TINY_USERS)
+    (folder / "ml-tiny.yaml").write_text(
+        "load_col:\n  inter: [user_id, item_id, rating, timestamp]\n"
+    )
+    return str(root)
+
+
+@pytest.fixture
+def in_tmp_dir(tmp_path):
+    """Run the test with the working directory in a temporary folder (RecBole writes log/, saved/)."""
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    yield tmp_path
+    os.chdir(old)

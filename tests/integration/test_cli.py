@@ -1,0 +1,63 @@
+"""The command line, run as a user runs it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "run_recbole_mamba.py"
+TINY_ARGS = [
+    "--hidden_size=16", "--inner_size=32", "--MAX_ITEM_LIST_LENGTH=20", "--epochs=1",
+    "--show_progress=False",
+]
+
+
+def cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+@pytest.mark.parametrize("model", ["MambaRec", "SASRec", "GRU4Rec"])
+def test_trains_one_epoch_and_prints_test_metrics(model, tiny_data_path, tmp_path):
+    proc = cli(f"--model={model}", "--dataset=ml-tiny", f"--data_path={tiny_data_path}",
+               *TINY_ARGS, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"{model} on ml-tiny — test, full ranking, leave-one-out by time"
+    header = lines[1].split()
+    assert header == ["@10", "@20"]
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in lines[2:5]}
+    assert set(rows) == {"hit", "ndcg", "mrr"}
+    assert all(0 <= v <= 1 for values in rows.values() for v in values)
+    assert lines[5].startswith("best valid: hit@10")
+
+
+def test_help_lists_models_datasets_and_options(tiny_data_path, tmp_path):
+    (tmp_path / "dataset_atomics" / "my-data").mkdir(parents=True)
+    (tmp_path / "dataset_atomics" / "my-data" / "my-data.inter").write_text("user_id:token\n")
+    proc = cli("--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    for word in ("MambaRec", "SASRec", "GRU4Rec", "ml-100k", "my-data", "--config_files", "--epochs"):
+        assert word in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model=NoSuchModel"], "unknown model 'NoSuchModel'; choose one of"),
+        (["--dataset=no-such-data"], "unknown dataset 'no-such-data'"),
+        (["epochs=2"], "malformed argument 'epochs=2'"),
+        (["--config_files=missing.yaml"], "config file not found: missing.yaml"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, message, tmp_path):
+    proc = cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr

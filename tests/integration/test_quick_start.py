@@ -1,0 +1,54 @@
+"""End to end through the library API: train, save the best checkpoint, reload it weights-only."""
+
+import argparse
+import os
+
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+
+from recbole_mamba.model import MambaRec
+from recbole_mamba.quick_start import run
+from recbole_mamba.trainer import CheckpointError, SafeCheckpointTrainer, load_checkpoint
+from tests.conftest import TINY_CONFIG
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data_path, tmp_path_factory):
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("run"))
+    try:
+        result = run("MambaRec", "ml-tiny", config_dict={**TINY_CONFIG, "data_path": tiny_data_path})
+    finally:
+        os.chdir(cwd)
+    return result
+
+
+def test_run_returns_results(trained):
+    assert set(trained) >= {"best_valid_score", "best_valid_result", "test_result"}
+    assert set(trained["test_result"]) == {
+        f"{m}@{k}" for m in ("hit", "ndcg", "mrr") for k in (10, 20)
+    }
+    assert all(0 <= v <= 1 for v in trained["test_result"].values())
+    assert trained["protocol"] == "full ranking, leave-one-out by time"
+
+
+def test_checkpoint_is_weights_only_and_reproduces_scores(trained):
+    path = trained["checkpoint"]
+    raw = torch.load(path, weights_only=True)  # must not need to unpickle objects
+    assert raw["model"] == "MambaRec" and isinstance(raw["config_json"], str)
+    assert not [f for f in os.listdir(os.path.dirname(path)) if f.startswith(".tmp-")]
+
+    config = trained["config"]
+    _, _, test_data = data_preparation(config, create_dataset(config))
+    fresh = MambaRec(config, test_data._dataset)
+    trainer = SafeCheckpointTrainer(config, fresh)
+    again = trainer.evaluate(test_data, load_best_model=True, model_file=path)
+    assert dict(again) == dict(trained["test_result"])
+
+
+def test_refuses_pickled_checkpoints(tmp_path):
+    path = tmp_path / "recbole-style.pth"
+    torch.save({"config": argparse.Namespace(model="SASRec"), "state_dict": {}}, path)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_checkpoint(path)

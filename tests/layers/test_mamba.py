@@ -1,0 +1,111 @@
+"""The Mamba mixer: mamba-ssm's parameter layout and initialisation, causality, right padding,
+recurrent step, and backends."""
+
+import math
+
+import pytest
+import torch
+
+from recbole_mamba.layers import Mamba, MambaBlock
+
+D_MODEL, D_STATE, D_CONV, EXPAND = 64, 32, 4, 2
+D_INNER, DT_RANK = EXPAND * D_MODEL, math.ceil(D_MODEL / 16)
+
+MAMBA_SSM_SHAPES = {  # mamba_ssm.modules.mamba_simple.Mamba(64, d_state=32, d_conv=4, expand=2)
+    "A_log": (D_INNER, D_STATE),
+    "D": (D_INNER,),
+    "in_proj.weight": (2 * D_INNER, D_MODEL),
+    "conv1d.weight": (D_INNER, 1, D_CONV),
+    "conv1d.bias": (D_INNER,),
+    "x_proj.weight": (DT_RANK + 2 * D_STATE, D_INNER),
+    "dt_proj.weight": (D_INNER, DT_RANK),
+    "dt_proj.bias": (D_INNER,),
+    "out_proj.weight": (D_MODEL, D_INNER),
+}
+
+
+def mixer(backend="torch", d_model=16, d_state=8, seed=0):
+    torch.manual_seed(seed)
+    return Mamba(d_model, d_state=d_state, d_conv=D_CONV, expand=EXPAND, backend=backend).eval()
+
+
+def test_state_dict_matches_mamba_ssm():
+    m = Mamba(D_MODEL, d_state=D_STATE, d_conv=D_CONV, expand=EXPAND)
+    assert {k: tuple(v.shape) for k, v in m.state_dict().items()} == MAMBA_SSM_SHAPES
+
+
+def test_initialisation_as_mamba_ssm():
+    m = Mamba(D_MODEL, d_state=D_STATE, dt_min=0.001, dt_max=0.1)
+    assert torch.equal(m.A_log, torch.log(torch.arange(1, D_STATE + 1.0)).repeat(D_INNER, 1))
+    assert torch.equal(m.D, torch.ones(D_INNER))
+    dt = torch.nn.functional.softplus(m.dt_proj.bias)
+    assert dt.min() >= 0.001 * (1 - 1e-5) and dt.max() <= 0.1 * (1 + 1e-5)
+    bound = DT_RANK**-0.5
+    assert m.dt_proj.weight.abs().max() <= bound
+
+
+def test_loads_its_own_state_dict_across_instances():
+    a, b = mixer(seed=0), mixer(seed=1)
+    x = torch.randn(2, 5, 16)
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a(x), b(x))
+
+
+def test_causal():
+    m = mixer()
+    x = torch.randn(3, 12, 16)
+    t = 6
+    x2 = x.clone()
+    x2[:, t + 1:] = torch.randn_like(x2[:, t + 1:])
+    with torch.no_grad():
+        y, y2 = m(x), m(x2)
+    assert torch.equal(y[:, : t + 1], y2[:, : t + 1])
+    assert not torch.equal(y[:, t + 1:], y2[:, t + 1:])
+
+
+def test_right_padding_does_not_change_real_positions():
+    m = mixer()
+    x = torch.randn(1, 7, 16)
+    padded = torch.cat([x, torch.zeros(1, 5, 16)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(m(padded)[:, :7], m(x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("length", [1, 3, 9])
+def test_step_equals_forward(length):
+    m = mixer(d_model=32, d_state=16)
+    x = torch.randn(2, length, 32)
+    conv_state, ssm_state = m.allocate_inference_cache(2)
+    with torch.no_grad():
+        full = m(x)
+        steps = [m.step(x[:, t : t + 1], conv_state, ssm_state)[0] for t in range(length)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_backends_agree_on_mixer_outputs_and_grads():
+    x = torch.randn(2, 10, 16, dtype=torch.float64)
+    results = []
+    for backend in ("ref", "torch"):
+        m = mixer(backend=backend).double().train()
+        xi = x.clone().requires_grad_()
+        y = m(xi)
+        y.pow(2).sum().backward()
+        results.append([y.detach(), xi.grad] + [p.grad for p in m.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("block_type", ["mamba", "mamba_ffn"])
+def test_block_is_causal(block_type):
+    torch.manual_seed(0)
+    block = MambaBlock(16, 8, 4, 2, dropout=0.2, block_type=block_type, inner_size=32).eval()
+    x = torch.randn(2, 8, 16)
+    x2 = x.clone()
+    x2[:, 4:] = 0
+    with torch.no_grad():
+        assert torch.equal(block(x)[:, :4], block(x2)[:, :4])
+
+
+def test_unknown_block_type():
+    with pytest.raises(ValueError, match="mamba_ffn"):
+        MambaBlock(16, 8, 4, 2, dropout=0.0, block_type="attention")
