@@ -220,10 +220,12 @@ def _backward_block(dy, dt, dtu, u, A, Bt, Ct, boundary, steps, dA_acc):
         for t in reversed(range(e - s)):
             g = gs[:, t].add_(g_carry)
             g_carry = dA_c[:, t] * g
-        # d(dt*A) = g_t * h_{t-1} * dA_t
-        h_prev = torch.cat([h0.unsqueeze(1), hs[:, :-1]], dim=1)
-        x = h_prev.mul_(gs).mul_(dA_c)
-        dA_acc += torch.einsum("btdn,btd->dn", x, dt[:, s:e])
+        # d(dt*A) = g_t * h_{t-1} * dA_t, in place of dA_t (no longer needed)
+        x = dA_c.mul_(gs)
+        x[:, 1:].mul_(hs[:, :-1])
+        x[:, 0].mul_(h0)
+        # a broadcast multiply and sum: several times faster on CPU than the equivalent einsum
+        dA_acc += (x * dt[:, s:e].unsqueeze(-1)).sum((0, 1))
         # through dt*u*B: sum_n g*B, and sum_d g*dt*u
         gB = torch.matmul(gs, Bt[:, s:e].unsqueeze(-1)).squeeze(-1)
         ddt[:, s:e] = (x * A).sum(-1) + gB * u[:, s:e]
