@@ -3,6 +3,10 @@
 Mixer: d_model 64, d_state 32, d_conv 4, expand 2, float32, CPU, all threads. SASRec: RecBole's
 ``TransformerEncoder`` with SASRec's defaults (2 layers, 2 heads, inner 256, causal mask).
 Prints one summary line per case; run with ``python benchmarks/bench_scan.py`` (< 5 minutes).
+All cases run twice, each time in a fresh process: with glibc's default allocator policy, and with
+:func:`recbole_mamba.allocator.keep_large_allocations` (what the command line uses). Both sides of
+every ratio are measured in the same process, so under the same policy: it speeds up SASRec's
+encoder at least as much as the mixer, and a ratio under one policy alone would mislead.
 """
 
 import argparse
@@ -13,9 +17,11 @@ import time
 
 import torch
 
+from recbole_mamba.allocator import keep_large_allocations
 from recbole_mamba.layers import Mamba
 
 D_MODEL, D_STATE = 64, 32
+ALLOCATORS = ("default", "keep")
 
 
 def mixer(backend="torch"):
@@ -64,56 +70,55 @@ def _status_bytes(field):
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def peak_memory_child(batch, length):
-    """In a fresh process: peak RSS growth (bytes) of one mixer forward+backward."""
+def measure(allocator, repeats):
+    """Every case, in this process, under ``allocator``; one summary line per case."""
+    if allocator == "keep":
+        keep_large_allocations()
+    # memory first: VmHWM is this process's peak so far
     m = mixer()
-    x = torch.randn(batch, length, D_MODEL, requires_grad=True)
+    x = torch.randn(32, 5000, D_MODEL, requires_grad=True)
     before = _status_bytes("VmRSS")
     m(x).sum().backward()
-    after = _status_bytes("VmHWM")
-    print(json.dumps({"peak_growth": after - before, "peak_rss": after}))
-
-
-def peak_memory(batch, length):
-    out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", str(batch), str(length)],
-        check=True, capture_output=True, text=True,
+    growth = _status_bytes("VmHWM") - before
+    lines = []
+    for batch, length, target in [(256, 200, 0.5), (32, 2000, 0.1)]:
+        ours = fwd_bwd_seconds(mixer(), batch, length, repeats)
+        theirs = fwd_bwd_seconds(sasrec_encoder(), batch, length, 1, sasrec=True)
+        lines.append(
+            f"B={batch} L={length}: mixer {ours:.2f}s, SASRec {theirs:.2f}s, "
+            f"ratio {ours / theirs:.3f} (target <= {target}), {batch * length / ours:,.0f} tokens/s"
+        )
+    batch, length = 16, 200  # small enough for the step-by-step reference
+    ours = fwd_bwd_seconds(mixer(), batch, length, repeats)
+    ref = fwd_bwd_seconds(mixer("ref"), batch, length, 1)
+    lines.append(
+        f"B={batch} L={length}: mixer torch {ours:.3f}s, ref {ref:.3f}s, ratio torch/ref {ours / ref:.3f}"
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    long = fwd_bwd_seconds(m, 32, 5000, repeats)
+    short = fwd_bwd_seconds(m, 32, 1000, repeats)
+    lines.append(
+        f"B=32 L=5000: mixer {long:.2f}s ({32 * 5000 / long:,.0f} tokens/s), L=5000/L=1000 time "
+        f"{long / short:.2f}x (target <= 5.5), peak memory growth {growth / 2**30:.2f} GiB "
+        "(target < 3 GB)"
+    )
+    print(json.dumps(lines))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=ALLOCATORS, help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    if args.memory_child:
-        return peak_memory_child(*args.memory_child)
-
+    if args.child:
+        return measure(args.child, args.repeats)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU")
-    for batch, length, target in [(256, 200, 0.5), (32, 2000, 0.1)]:
-        ours = fwd_bwd_seconds(mixer(), batch, length, args.repeats)
-        theirs = fwd_bwd_seconds(sasrec_encoder(), batch, length, 1, sasrec=True)
-        print(
-            f"B={batch} L={length}: mixer {ours:.2f}s, SASRec {theirs:.2f}s, "
-            f"ratio {ours / theirs:.3f} (target <= {target}), "
-            f"{batch * length / ours:,.0f} tokens/s"
+    for allocator in ALLOCATORS:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", allocator, "--repeats", str(args.repeats)],
+            check=True, capture_output=True, text=True,
         )
-
-    batch, length = 16, 200  # small enough for the step-by-step reference
-    ours = fwd_bwd_seconds(mixer(), batch, length, args.repeats)
-    ref = fwd_bwd_seconds(mixer("ref"), batch, length, 1)
-    print(f"B={batch} L={length}: mixer torch {ours:.3f}s, ref {ref:.3f}s, ratio torch/ref {ours / ref:.3f}")
-
-    short = fwd_bwd_seconds(mixer(), 32, 1000, args.repeats)
-    long = fwd_bwd_seconds(mixer(), 32, 5000, args.repeats)
-    mem = peak_memory(32, 5000)
-    print(
-        f"B=32 L=5000: mixer {long:.2f}s ({32 * 5000 / long:,.0f} tokens/s), L=5000/L=1000 time "
-        f"{long / short:.2f}x (target <= 5.5), peak memory growth "
-        f"{mem['peak_growth'] / 2**30:.2f} GiB (process peak {mem['peak_rss'] / 2**30:.2f} GiB; "
-        "target < 3 GB)"
-    )
+        for line in json.loads(out.stdout.strip().splitlines()[-1]):
+            print(f"[{allocator} allocator] {line}")
 
 
 if __name__ == "__main__":

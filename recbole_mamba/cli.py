@@ -4,6 +4,7 @@
 import os
 import sys
 
+from recbole_mamba.allocator import keep_large_allocations
 from recbole_mamba.config import (
     EMBEDDED_DATASET,
     ConfigError,
@@ -85,6 +86,7 @@ def main(argv=None):
                 raise ConfigError(f"config file not found: {path}")
         from recbole_mamba.quick_start import run
 
+        keep_large_allocations()
         result = run(
             model,
             dataset,

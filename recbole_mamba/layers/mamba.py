@@ -89,12 +89,11 @@ class Mamba(nn.Module):
             self.D.fill_(1.0)
 
     def _ssm_inputs(self, x):
-        """x: (batch, L, d_inner) after conv and SiLU -> dt (batch, d_inner, L) before bias,
-        B and C (batch, d_state, L)."""
+        """x: (batch, L, d_inner) after conv and SiLU -> dt (batch, L, d_inner) before bias,
+        B and C (batch, L, d_state)."""
         x_dbl = self.x_proj(x)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = F.linear(dt, self.dt_proj.weight)
-        return dt.transpose(1, 2), B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()
+        return F.linear(dt, self.dt_proj.weight), B, C
 
     def forward(self, hidden_states):
         """hidden_states: (batch, L, d_model) -> (batch, L, d_model)."""
@@ -102,14 +101,15 @@ class Mamba(nn.Module):
         xz = self.in_proj(hidden_states)  # (batch, L, 2*d_inner)
         x, z = xz.chunk(2, dim=-1)
         x = self.conv1d(x.transpose(1, 2))[..., :length]  # (batch, d_inner, L), causal
-        x = F.silu(x)
-        dt, B, C = self._ssm_inputs(x.transpose(1, 2))
+        x = F.silu(x).transpose(1, 2).contiguous()  # time-major (batch, L, d_inner)
+        dt, B, C = self._ssm_inputs(x)
+        # the scan takes mamba-ssm's (batch, channels, L) layout: pass views, no copies
         y = selective_scan(
-            x,
-            dt,
+            x.transpose(1, 2),
+            dt.transpose(1, 2),
             -torch.exp(self.A_log.float()),
-            B,
-            C,
+            B.transpose(1, 2),
+            C.transpose(1, 2),
             self.D.float(),
             z=z.transpose(1, 2),
             delta_bias=self.dt_proj.bias.float(),
@@ -142,7 +142,7 @@ class Mamba(nn.Module):
         if self.conv1d.bias is not None:
             x = x + self.conv1d.bias
         x = F.silu(x)
-        dt, B, C = (t[..., 0] for t in self._ssm_inputs(x.unsqueeze(1)))
+        dt, B, C = (t[:, 0] for t in self._ssm_inputs(x.unsqueeze(1)))
         dt = F.softplus(dt + self.dt_proj.bias)
         A = -torch.exp(self.A_log.float())
         dA = torch.exp(dt.unsqueeze(-1) * A)  # (batch, d_inner, d_state)

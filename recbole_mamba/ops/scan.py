@@ -23,6 +23,9 @@ Backends:
 - ``cuda``: mamba-ssm's fused kernel (``pip install recbole-mamba[cuda]`` on a CUDA machine).
 - ``auto``: ``cuda`` when mamba-ssm imports and the tensors are on a CUDA device, else ``torch``.
 
+Any strides are accepted; the ``torch`` backend works time-major internally, so (batch, dim, L)
+views of time-major (batch, L, dim) tensors avoid copies.
+
 The recurrence runs left to right, so outputs at position t never depend on inputs after t; with
 RecBole's right padding, padded positions never change the outputs at real positions.
 """
@@ -32,9 +35,10 @@ import torch.nn.functional as F
 
 BACKENDS = ("auto", "cuda", "torch", "ref")
 
-# Elements of one (batch rows, time steps, dim, d_state) work buffer: sized so the few buffers
-# a block needs stay in the last-level cache of a laptop CPU.
-_CHUNK_ELEMENTS = 1 << 19
+# Elements of one (batch rows, time steps, dim, d_state) work buffer: 4 MiB in float32, so each of
+# two threads works on about one L2 cache's worth (measured best on a 2-core EPYC, 2 MiB L2 each;
+# see benchmarks/bench_scan.py).
+_CHUNK_ELEMENTS = 1 << 20
 _MIN_STEPS = 16
 
 
@@ -186,8 +190,9 @@ def _forward_block(dt, dtu, A, Bt, Ct, steps):
         e = min(s + steps, length)
         boundary[:, i] = h
         _, hs = _chunk_states(dt[:, s:e], dtu[:, s:e], A, Bt[:, s:e], h)
-        torch.matmul(hs, Ct[:, s:e].unsqueeze(-1), out=y[:, s:e].unsqueeze(-1))
         h = hs[:, -1].clone()
+        # y_t = <h_t, C_t>; an in-place multiply and a sum beat matmul's batched mat-vec on CPU
+        torch.sum(hs.mul_(Ct[:, s:e].unsqueeze(2)), dim=-1, out=y[:, s:e])
     return y, boundary, h
 
 
@@ -195,13 +200,11 @@ def _backward_block(dy, dt, dtu, u, A, Bt, Ct, boundary, steps, dA_acc):
     """Adjoint of :func:`_forward_block` for one block of batch rows.
 
     dy: (b, L, dim), the gradient of y (before the D skip). Adds dL/dA into ``dA_acc`` and returns
-    (ddt, du_scan, dB, dC, y): ddt and du_scan (b, L, dim) through the recurrence only, dB, dC
-    (b, L, n), and y (b, L, dim) recomputed on the way (needed for the gate's gradient).
+    (ddt, du_scan, dB, dC): ddt and du_scan (b, L, dim) through the recurrence only, dB, dC (b, L, n).
     """
     b, length, dim = dt.shape
     ddt = torch.empty_like(dt)
     du = torch.empty_like(dt)
-    y = torch.empty_like(dt)
     dB = torch.empty_like(Bt)
     dC = torch.empty_like(Ct)
     g_carry = dt.new_zeros(b, dim, A.shape[1])  # dA_{t+1} * g_{t+1}, flowing back into h_t
@@ -212,26 +215,26 @@ def _backward_block(dy, dt, dtu, u, A, Bt, Ct, boundary, steps, dA_acc):
         h0 = boundary[:, i]
         dA_c, hs = _chunk_states(dt[:, s:e], dtu[:, s:e], A, Bt[:, s:e], h0)
         dy_c = dy[:, s:e]
-        torch.matmul(hs, Ct[:, s:e].unsqueeze(-1), out=y[:, s:e].unsqueeze(-1))
         # dC[b,t,:] = sum_d dy[b,t,d] h_t[b,d,:]
         torch.matmul(dy_c.unsqueeze(-2), hs, out=dC[:, s:e].unsqueeze(-2))
         # adjoint recurrence: g_t = dy_t C_t + dA_{t+1} g_{t+1}
-        gs = dy_c.unsqueeze(-1) * Ct[:, s:e].unsqueeze(2)
+        gs = torch.empty_like(hs)
+        dy_col, C_row = dy_c.unsqueeze(-1), Ct[:, s:e].unsqueeze(2)
         for t in reversed(range(e - s)):
-            g = gs[:, t].add_(g_carry)
-            g_carry = dA_c[:, t] * g
+            g = torch.addcmul(g_carry, dy_col[:, t], C_row[:, t], out=gs[:, t])
+            torch.mul(dA_c[:, t], g, out=g_carry)
         # d(dt*A) = g_t * h_{t-1} * dA_t, in place of dA_t (no longer needed)
         x = dA_c.mul_(gs)
         x[:, 1:].mul_(hs[:, :-1])
         x[:, 0].mul_(h0)
         # a broadcast multiply and sum: several times faster on CPU than the equivalent einsum
         dA_acc += (x * dt[:, s:e].unsqueeze(-1)).sum((0, 1))
-        # through dt*u*B: sum_n g*B, and sum_d g*dt*u
-        gB = torch.matmul(gs, Bt[:, s:e].unsqueeze(-1)).squeeze(-1)
-        ddt[:, s:e] = (x * A).sum(-1) + gB * u[:, s:e]
-        du[:, s:e] = gB * dt[:, s:e]
+        # through dt*u*B: sum_d g*dt*u, and sum_n g*B (last use of gs, in place)
         torch.matmul(dtu[:, s:e].unsqueeze(-2), gs, out=dB[:, s:e].unsqueeze(-2))
-    return ddt, du, dB, dC, y
+        gB = gs.mul_(Bt[:, s:e].unsqueeze(2)).sum(-1)
+        ddt[:, s:e] = x.mul_(A).sum(-1) + gB * u[:, s:e]
+        du[:, s:e] = gB * dt[:, s:e]
+    return ddt, du, dB, dC
 
 
 def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
@@ -271,7 +274,7 @@ class SelectiveScanFn(torch.autograd.Function):
         if D is not None:
             y = y + u_t.transpose(1, 2) * D.to(y.dtype)[:, None]
         out = y * F.silu(z.to(y.dtype)) if z is not None else y
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, *boundaries)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, y_t if z is not None else None, *boundaries)
         ctx.delta_softplus = delta_softplus
         ctx.blocking = (rows, steps)
         ctx.mark_non_differentiable(last)
@@ -279,7 +282,7 @@ class SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, _dlast_state):
-        u, delta, A, B, C, D, z, delta_bias, *boundaries = ctx.saved_tensors
+        u, delta, A, B, C, D, z, delta_bias, y_t, *boundaries = ctx.saved_tensors
         rows, steps = ctx.blocking
         dt_pre, dt_t, u_t, dtu_t, A_, B_t, C_t = _prepare(
             u, delta, A, B, C, delta_bias, ctx.delta_softplus
@@ -295,13 +298,12 @@ class SelectiveScanFn(torch.autograd.Function):
 
         ddt_t = torch.empty_like(dt_t)
         du_t = torch.empty_like(dt_t)
-        y_t = torch.empty_like(dt_t)
         dB_t = torch.empty_like(B_t)
         dC_t = torch.empty_like(C_t)
         dA = torch.zeros_like(A_)
         for i, r in enumerate(range(0, u.shape[0], rows)):
             q = slice(r, r + rows)
-            ddt_t[q], du_t[q], dB_t[q], dC_t[q], y_t[q] = _backward_block(
+            ddt_t[q], du_t[q], dB_t[q], dC_t[q] = _backward_block(
                 dy_t[q], dt_t[q], dtu_t[q], u_t[q], A_, B_t[q], C_t[q], boundaries[i], steps, dA
             )
 
@@ -309,8 +311,8 @@ class SelectiveScanFn(torch.autograd.Function):
         if D is not None:
             du_t += dy_t * D.to(ct)
             dD = (dy_t * u_t).sum((0, 1)).to(D.dtype)
-            y_t += u_t * D.to(ct)
         if z is not None:
+            y_t = y_t + u_t * D.to(ct) if D is not None else y_t  # the y that was gated
             dz = (dout_t * y_t * sig_z * (1 + z_t * (1 - sig_z))).transpose(1, 2).to(z.dtype)
         ddelta = ddt_t.transpose(1, 2)
         if ctx.delta_softplus:

@@ -1,0 +1,33 @@
+"""Process allocator policy for long sequences (glibc only).
+
+glibc serves every allocation above its mmap threshold (at most 32 MiB when adjusted dynamically)
+with a fresh mmap, which the kernel zero-fills page by page and unmaps on free. At L=5000 a single
+(batch, L, d_inner) activation is ~80 MiB, so each forward+backward faults in gigabytes of fresh
+pages: measured on 2 cores, a Mamba mixer step at B=32, L=5000 took 4.2 s with 2.2 s of it in the
+kernel, and 2.8 s with large blocks kept in the heap for reuse (``benchmarks/bench_scan.py``).
+
+:func:`keep_large_allocations` is process-wide, so the library never calls it on import; the
+command line and the benchmarks call it at start, and library users may call it themselves.
+"""
+
+import ctypes
+import ctypes.util
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_large_allocations(threshold_bytes=1 << 30):
+    """Serve allocations below ``threshold_bytes`` from the heap and keep freed memory for reuse.
+
+    Returns True where the policy was applied (glibc), False elsewhere (no effect).
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    trim = min(2 * threshold_bytes, 2**31 - 1)
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold_bytes)) and bool(mallopt(_M_TRIM_THRESHOLD, trim))
