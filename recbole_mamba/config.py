@@ -10,9 +10,11 @@ import os
 from pathlib import Path
 
 from recbole.config import Config
+from recbole.utils import InputType
 
 from recbole_mamba.registry import get_model
 
+SAMPLED_LOSSES = ("BPR", "BCE")  # losses trained on a positive and sampled negatives
 EMBEDDED_DATASET = "ml-100k"  # ships inside the recbole wheel (recbole/dataset_example/ml-100k)
 
 
@@ -120,9 +122,11 @@ class RecboleMambaConfig(Config):
                     f"unknown dataset {self.dataset!r}: no {self.dataset}.inter in {folder}; "
                     f"available: {choices}"
                 )
-        if self.final_config_dict.get("loss_type") == "BPR" and not self.final_config_dict.get(
-            "train_neg_sample_args"
-        ):
-            # BPR needs one sampled negative per row; RecBole leaves it to the user to say so
+        loss_type = self.final_config_dict.get("loss_type")
+        if loss_type in SAMPLED_LOSSES and not self.final_config_dict.get("train_neg_sample_args"):
+            # BPR and BCE need one sampled negative per row; RecBole leaves it to the user to say so
             self.final_config_dict["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
         super()._set_default_parameters()
+        if loss_type == "BCE" and not hasattr(self.model_class, "input_type"):
+            # RecBole only knows CE (pointwise) and BPR (pairwise); BCE reads pairs like BPR
+            self.final_config_dict["MODEL_INPUT_TYPE"] = InputType.PAIRWISE

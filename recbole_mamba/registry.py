@@ -6,7 +6,7 @@ RecBole the class, so nothing in RecBole is patched.
 
 import inspect
 
-PLUGIN_MODEL_NAMES = ("MambaRec",)
+PLUGIN_MODEL_NAMES = ("MambaRec", "MoEMaTrRec", "RecMamba")
 
 
 class UnknownModelError(ValueError):

@@ -1,6 +1,7 @@
 """Neural network layers; pure PyTorch, no RecBole imports."""
 
 from recbole_mamba.layers.blocks import MambaBlock, PointWiseFeedForward
+from recbole_mamba.layers.gates import ExpertGate
 from recbole_mamba.layers.mamba import Mamba
 
-__all__ = ["Mamba", "MambaBlock", "PointWiseFeedForward"]
+__all__ = ["ExpertGate", "Mamba", "MambaBlock", "PointWiseFeedForward"]

@@ -13,16 +13,25 @@ class NextItemRecommender(SequentialRecommender):
     ``encode(item_seq) -> (B, L, H)`` gives the hidden state at every position (causal: position t
     sees items 0..t). ``forward`` takes the state at the last real item, and the score of item i is
     the dot product with i's embedding (``self.item_embedding``), as in RecBole's SASRec.
+
+    Losses: ``CE`` (softmax over all items), ``BPR`` and ``BCE`` (binary cross-entropy on the
+    positive and one sampled negative, as RecMamba and SASRec.pytorch train); the plugin's config
+    gives BPR and BCE one uniformly sampled negative per row unless ``train_neg_sample_args`` says
+    otherwise.
     """
 
-    LOSS_TYPES = ("CE", "BPR")
+    LOSS_TYPES = ("CE", "BPR", "BCE")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.loss_type = config["loss_type"]
         if self.loss_type not in self.LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {self.LOSS_TYPES}, got {self.loss_type!r}")
-        self.loss_fct = BPRLoss() if self.loss_type == "BPR" else nn.CrossEntropyLoss()
+        self.loss_fct = {
+            "CE": nn.CrossEntropyLoss,
+            "BPR": BPRLoss,
+            "BCE": nn.BCEWithLogitsLoss,
+        }[self.loss_type]()
 
     def encode(self, item_seq):
         """item_seq: (B, L) item ids, right-padded with 0 -> (B, L, H)."""
@@ -35,10 +44,14 @@ class NextItemRecommender(SequentialRecommender):
     def calculate_loss(self, interaction):
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         pos_items = interaction[self.POS_ITEM_ID]
-        if self.loss_type == "BPR":
+        if self.loss_type in ("BPR", "BCE"):
             pos_score = (seq_output * self.item_embedding(pos_items)).sum(-1)
             neg_score = (seq_output * self.item_embedding(interaction[self.NEG_ITEM_ID])).sum(-1)
-            return self.loss_fct(pos_score, neg_score)
+            if self.loss_type == "BPR":
+                return self.loss_fct(pos_score, neg_score)
+            scores = torch.cat([pos_score, neg_score])
+            labels = torch.cat([torch.ones_like(pos_score), torch.zeros_like(neg_score)])
+            return self.loss_fct(scores, labels)
         logits = torch.matmul(seq_output, self.item_embedding.weight.transpose(0, 1))
         return self.loss_fct(logits, pos_items)
 

@@ -50,8 +50,20 @@ class SafeCheckpointTrainer(Trainer):
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        """RecBole's evaluate, loading weights-only checkpoints; models with ``diagnostics()``
+        (e.g. MoEMaTrRec's mean gate weights) have them logged after each evaluation."""
         if eval_data and load_best_model:
             checkpoint_file = model_file or self.saved_model_file
             self._load_model_weights(load_checkpoint(checkpoint_file, map_location=self.device))
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
-        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        if hasattr(self.model, "reset_diagnostics"):
+            self.model.reset_diagnostics()
+        result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        if eval_data and hasattr(self.model, "diagnostics"):
+            values = self.model.diagnostics()
+            if values:
+                self.logger.info(
+                    set_color("model diagnostics", "blue") + ": "
+                    + ", ".join(f"{key} {value:.4f}" for key, value in values.items())
+                )
+        return result
