@@ -17,17 +17,26 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
+def _mallopt(mmap_threshold, trim_threshold):
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+    )
+
+
 def keep_large_allocations(threshold_bytes=1 << 30):
     """Serve allocations below ``threshold_bytes`` from the heap and keep freed memory for reuse.
 
     Returns True where the policy was applied (glibc), False elsewhere (no effect).
     """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    trim = min(2 * threshold_bytes, 2**31 - 1)
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold_bytes)) and bool(mallopt(_M_TRIM_THRESHOLD, trim))
+    return _mallopt(threshold_bytes, min(2 * threshold_bytes, 2**31 - 1))
+
+
+def return_large_allocations(threshold_bytes=1 << 20):
+    """Serve allocations of ``threshold_bytes`` and more by mmap (fixed, not glibc's adaptive
+    threshold), so that freeing them returns the memory at once. True where applied (glibc)."""
+    return _mallopt(threshold_bytes, threshold_bytes)

@@ -1,0 +1,278 @@
+"""Raw LFM-1b and KuaiRand dumps -> per-user cut -> RecBole atomic files.
+
+Order of operations (each optional): rows by signal/tab (KuaiRand) -> users by ``user_fraction``
+-> drop consecutive duplicates -> each user's last ``max_len`` events by time (ties: file order)
+-> ``users`` (K users of smallest hash) -> items with fewer than ``min_item_count`` events and
+users with fewer than ``min_user_len`` events dropped, repeatedly, to a fixed point (k-core).
+"""
+
+import difflib
+import os
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from recbole_mamba.atomics.cut import (
+    LastEventsPerUser,
+    filter_counts,
+    first_users_by_hash,
+    sampled_by_fraction,
+)
+from recbole_mamba.atomics.errors import RawInputError
+from recbole_mamba.atomics.reader import BadLines, DelimitedReader, open_binary
+from recbole_mamba.atomics.writer import format_table, sequence_stats, write_dataset
+
+LFM1B_COLUMNS = ("user_id", "artist_id", "album_id", "track_id", "timestamp")
+LFM1B_USER_FIELDS = (
+    ("user_id", "token"), ("country", "token"), ("age", "float"), ("gender", "token"),
+    ("playcount", "float"), ("registered_unixtime", "float"),
+)
+KUAIRAND_COLUMNS = (
+    "user_id,video_id,date,hourmin,time_ms,is_click,is_like,is_follow,is_comment,is_forward,"
+    "is_hate,long_view,play_time_ms,duration_ms,profile_stay_time,comment_stay_time,"
+    "is_profile_enter,is_rand,tab"
+).split(",")
+SIGNALS = {"click": "is_click", "long_view": "long_view", "all": None}
+
+
+def _cut_label(max_len):
+    return f"{max_len // 1000}k" if max_len % 1000 == 0 else str(max_len)
+
+
+def default_name(base, max_len=None, users=None, user_fraction=None):
+    """Dataset name encoding the cut, e.g. ``kuairand-2k``, ``lfm1b-album-500-u1000``."""
+    parts = [base]
+    if max_len:
+        parts.append(_cut_label(max_len))
+    if users:
+        parts.append(f"u{users}")
+    if user_fraction is not None and user_fraction < 1:
+        parts.append(f"f{user_fraction:g}")
+    return "-".join(parts)
+
+
+class _Progress:
+    """Prints rows read and rows/s to stderr every few seconds."""
+
+    def __init__(self, every=5.0):
+        self.start = self.last = time.monotonic()
+        self.rows = 0
+        self.every = every
+
+    def update(self, path, rows):
+        self.rows += rows
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            rate = self.rows / max(now - self.start, 1e-9)
+            print(f"{os.path.basename(path)}: {self.rows:,} rows read ({rate:,.0f} rows/s)", file=sys.stderr)
+
+
+def _validate_common(max_len, min_user_len, min_item_count, users, user_fraction, on_bad_lines):
+    for label, value in (("max_len", max_len), ("users", users)):
+        if value is not None and value < 1:
+            raise ValueError(f"--{label.replace('_', '-')} must be at least 1, got {value}")
+    if min_user_len < 0 or min_item_count < 0:
+        raise ValueError("--min-user-len and --min-item-count must not be negative")
+    if users is not None and user_fraction is not None:
+        raise ValueError("give --users or --user-fraction, not both")
+    if user_fraction is not None and not 0 < user_fraction <= 1:
+        raise ValueError(f"--user-fraction must be in (0, 1], got {user_fraction}")
+    if on_bad_lines not in ("error", "skip"):
+        raise ValueError(f"--on-bad-lines must be error or skip, got {on_bad_lines!r}")
+
+
+def _run(blocks, *, max_len, min_user_len, min_item_count, users, user_fraction, seed,
+         drop_consecutive_duplicates):
+    cut = LastEventsPerUser(max_len, drop_consecutive_duplicates)
+    rows_read = rows_used = 0
+    for columns, n_read in blocks:
+        rows_read += n_read
+        if user_fraction is not None:
+            mask = sampled_by_fraction(columns["user"], user_fraction, seed)
+            columns = {k: v[mask] for k, v in columns.items()}
+        rows_used += len(columns["user"])
+        cut.add(columns)
+    columns = cut.result()
+    if columns is None:
+        return None, rows_read, rows_used
+    if users is not None:
+        columns = first_users_by_hash(columns, users, seed)
+    return filter_counts(columns, min_user_len, min_item_count), rows_read, rows_used
+
+
+def _finish(name, output_dir, columns, inter_spec, stats, user_table=None):
+    if columns is None or not len(columns["user"]):
+        raise ValueError("no interactions left after filtering: nothing to write")
+    stats.update(sequence_stats(columns["user"]))
+    stats["items"] = int(len(np.unique(columns["item"])))
+    inter = [(header, columns[key]) for header, key in inter_spec]
+    folder = write_dataset(output_dir, name, inter, stats, user_table)
+    print(format_table(name, stats))
+    return {**stats, "folder": folder}
+
+
+def _common_stats(kind, inputs, name, options, rows_read, rows_used, bad):
+    return {
+        "source": kind,
+        "name": name,
+        "inputs": [os.path.basename(p) for p in inputs],
+        "options": options,
+        "rows_read": rows_read,
+        "rows_after_row_filters": rows_used,
+        "bad_lines_skipped": bad.count,
+        "first_bad_lines": bad.first,
+    }
+
+
+def _report_bad(bad):
+    if bad.count:
+        print(f"skipped {bad.count:,} bad lines; first: " + "; ".join(bad.first), file=sys.stderr)
+
+
+# ---------------------------------------------------------------- LFM-1b
+
+
+def _lfm1b_blocks(path, item, on_bad_lines, bad, progress):
+    item_column = f"{item}_id"
+    columns = {"user_id": 0, item_column: LFM1B_COLUMNS.index(item_column), "timestamp": 4}
+    reader = DelimitedReader(path, "\t", len(LFM1B_COLUMNS), columns, 1, on_bad_lines, bad)
+    with open_binary(path) as stream:
+        empty = True
+        for block in reader.read(stream):
+            empty = False
+            n = len(block["line"])
+            progress.update(path, n)
+            yield {"user": block["user_id"], "item": block[item_column], "time": block["timestamp"]}, n
+        if empty:
+            raise RawInputError(path, "empty file: no listening events")
+
+
+def _lfm1b_users(path, kept_users):
+    """(header, columns) of the .user file from LFM-1b_users.txt for ``kept_users``."""
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as e:
+        raise RawInputError(path, f"cannot parse: {e}") from None
+    frame.columns = [c.strip().lstrip("#").strip() for c in frame.columns]
+    missing = [name for name, _ in LFM1B_USER_FIELDS if name not in frame.columns]
+    if missing:
+        raise RawInputError(path, f"header lacks {', '.join(missing)}", line=1)
+    ids = pd.to_numeric(frame["user_id"], errors="coerce")
+    if ids.isna().any():
+        row = int(np.flatnonzero(ids.isna().to_numpy())[0])
+        raise RawInputError(path, f"{frame['user_id'].iloc[row]!r} is not an integer", line=row + 2, field="user_id")
+    frame = frame[ids.isin(kept_users).to_numpy()].sort_values("user_id", key=lambda c: c.astype(np.int64))
+    header = [f"{name}:{kind}" for name, kind in LFM1B_USER_FIELDS]
+    return header, [frame[name].to_numpy() for name, _ in LFM1B_USER_FIELDS]
+
+
+def convert_lfm1b(input_path, output_dir="dataset_atomics", name=None, item="track", users_file=None,
+                  max_len=None, min_user_len=0, min_item_count=0, users=None, user_fraction=None,
+                  seed=0, drop_consecutive_duplicates=False, on_bad_lines="error"):
+    """Convert ``LFM-1b_LEs.txt`` (tab-separated user_id, artist_id, album_id, track_id,
+    unix seconds; no header; ``.gz``/``.zip`` read directly). Returns the stats dict."""
+    if item not in ("track", "album", "artist"):
+        raise ValueError(f"--item must be track, album or artist, got {item!r}")
+    _validate_common(max_len, min_user_len, min_item_count, users, user_fraction, on_bad_lines)
+    base = "lfm1b" if item == "track" else f"lfm1b-{item}"
+    name = name or default_name(base, max_len, users, user_fraction)
+    options = dict(item=item, max_len=max_len, min_user_len=min_user_len, min_item_count=min_item_count,
+                   users=users, user_fraction=user_fraction, seed=seed,
+                   drop_consecutive_duplicates=drop_consecutive_duplicates)
+    bad = BadLines()
+    columns, rows_read, rows_used = _run(
+        _lfm1b_blocks(input_path, item, on_bad_lines, bad, _Progress()),
+        max_len=max_len, min_user_len=min_user_len, min_item_count=min_item_count, users=users,
+        user_fraction=user_fraction, seed=seed, drop_consecutive_duplicates=drop_consecutive_duplicates,
+    )
+    _report_bad(bad)
+    user_table = None
+    if users_file is not None and columns is not None:
+        user_table = _lfm1b_users(users_file, np.unique(columns["user"]))
+    stats = _common_stats("LFM-1b", [input_path], name, options, rows_read, rows_used, bad)
+    spec = [("user_id:token", "user"), ("item_id:token", "item"), ("timestamp:float", "time")]
+    return _finish(name, output_dir, columns, spec, stats, user_table)
+
+
+# ---------------------------------------------------------------- KuaiRand
+
+
+def _kuairand_header(path, stream, needed):
+    first = stream.readline()
+    if not first.strip():
+        raise RawInputError(path, "empty file: expected a header line", line=1)
+    header = [h.strip() for h in first.decode("utf-8", errors="replace").rstrip("\r\n").split(",")]
+    for column in needed:
+        if column not in header:
+            close = difflib.get_close_matches(column, header, n=1)
+            hint = f" (found {close[0]!r})" if close else ""
+            sep = " — is the file comma-separated?" if len(header) == 1 else ""
+            raise RawInputError(path, f"header has no column {column!r}{hint}{sep}", line=1, field=column)
+    return header
+
+
+def _kuairand_blocks(paths, signal, tabs, fields, on_bad_lines, bad, progress):
+    flag = SIGNALS[signal]
+    needed = ["user_id", "video_id", "time_ms"] + ([flag] if flag else []) + (["tab"] if tabs else [])
+    needed += [f for f in fields if f not in needed]
+    for path in paths:  # in the order given: ties in time keep file order
+        with open_binary(path) as stream:
+            header = _kuairand_header(path, stream, needed)
+            reader = DelimitedReader(
+                path, ",", len(header), {c: header.index(c) for c in needed}, 2, on_bad_lines, bad
+            )
+            for block in reader.read(stream):
+                n = len(block["line"])
+                progress.update(path, n)
+                keep = np.ones(n, dtype=bool)
+                if flag:
+                    keep &= block[flag] == 1  # "0" is not clicked (the public script keeps it)
+                if tabs:
+                    keep &= np.isin(block["tab"], tabs)
+                out = {
+                    "user": block["user_id"][keep],
+                    "item": block["video_id"][keep],
+                    "time": block["time_ms"][keep],
+                }
+                out.update({f"x_{f}": block[f][keep] for f in fields})
+                yield out, n
+
+
+def convert_kuairand(inputs, output_dir="dataset_atomics", name=None, signal="click", tabs=None,
+                     fields=(), max_len=None, min_user_len=0, min_item_count=0, users=None,
+                     user_fraction=None, seed=0, drop_consecutive_duplicates=False,
+                     on_bad_lines="error"):
+    """Convert KuaiRand ``log_standard_*.csv`` / ``log_random_*.csv`` files (comma-separated,
+    with header; several files, ``.gz``/``.zip`` read directly). ``signal``: click keeps
+    is_click == 1, long_view keeps long_view == 1, all keeps every exposure; ``fields``: extra
+    numeric columns written as ``name:float``. Timestamps are ``time_ms / 1000`` seconds."""
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if signal not in SIGNALS:
+        raise ValueError(f"--signal must be one of {', '.join(SIGNALS)}, got {signal!r}")
+    unknown = [f for f in fields if f not in KUAIRAND_COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown KuaiRand column(s) for --fields: {', '.join(unknown)}")
+    _validate_common(max_len, min_user_len, min_item_count, users, user_fraction, on_bad_lines)
+    base = "kuairand" if signal == "click" else f"kuairand-{signal.replace('_', '')}"
+    name = name or default_name(base, max_len, users, user_fraction)
+    options = dict(signal=signal, tabs=list(tabs) if tabs else None, fields=list(fields),
+                   max_len=max_len, min_user_len=min_user_len, min_item_count=min_item_count,
+                   users=users, user_fraction=user_fraction, seed=seed,
+                   drop_consecutive_duplicates=drop_consecutive_duplicates)
+    bad = BadLines()
+    columns, rows_read, rows_used = _run(
+        _kuairand_blocks(inputs, signal, tabs, list(fields), on_bad_lines, bad, _Progress()),
+        max_len=max_len, min_user_len=min_user_len, min_item_count=min_item_count, users=users,
+        user_fraction=user_fraction, seed=seed, drop_consecutive_duplicates=drop_consecutive_duplicates,
+    )
+    _report_bad(bad)
+    if columns is not None:
+        columns["time"] = columns["time"] / 1000.0
+    stats = _common_stats("KuaiRand", inputs, name, options, rows_read, rows_used, bad)
+    spec = [("user_id:token", "user"), ("item_id:token", "item"), ("timestamp:float", "time")]
+    spec += [(f"{f}:float", f"x_{f}") for f in fields]
+    return _finish(name, output_dir, columns, spec, stats)
