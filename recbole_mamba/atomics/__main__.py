@@ -39,11 +39,14 @@ def build_parser():
     kuai.add_argument("inputs", nargs="+", metavar="INPUT")
     kuai.add_argument("--signal", choices=list(SIGNALS), default="click")
     kuai.add_argument("--tabs", type=_int_list, help="keep these tab values, e.g. 0,1")
+    kuai.add_argument("--user-features", help="user_features_27k.csv, written as the .user file")
+    kuai.add_argument("--item-features", help="video_features_basic_27k.csv, written as the .item file")
     kuai.add_argument("--fields", default="", help=f"extra columns, e.g. play_time_ms,duration_ms (of: {', '.join(KUAIRAND_COLUMNS)})")
     lfm = sub.add_parser("lfm1b", parents=[common], help="LFM-1b_LEs.txt")
     lfm.add_argument("input", metavar="INPUT")
     lfm.add_argument("--item", choices=["track", "album", "artist"], default="track")
     lfm.add_argument("--users-file", help="LFM-1b_users.txt, written as the .user file")
+    lfm.add_argument("--items-file", help="LFM-1b_tracks/albums/artists.txt (as --item), written as the .item file")
     return parser
 
 
@@ -59,9 +62,12 @@ def main(argv=None):
     try:
         if args.source == "kuairand":
             fields = [f.strip() for f in args.fields.split(",") if f.strip()]
-            stats = convert_kuairand(args.inputs, signal=args.signal, tabs=args.tabs, fields=fields, **common)
+            stats = convert_kuairand(args.inputs, signal=args.signal, tabs=args.tabs, fields=fields,
+                                     user_features=args.user_features, item_features=args.item_features,
+                                     **common)
         else:
-            stats = convert_lfm1b(args.input, item=args.item, users_file=args.users_file, **common)
+            stats = convert_lfm1b(args.input, item=args.item, users_file=args.users_file,
+                                  items_file=args.items_file, **common)
     except (RawInputError, ValueError, OSError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

@@ -25,10 +25,11 @@ from recbole_mamba.atomics.reader import BadLines, DelimitedReader, open_binary
 from recbole_mamba.atomics.writer import format_table, sequence_stats, write_dataset
 
 LFM1B_COLUMNS = ("user_id", "artist_id", "album_id", "track_id", "timestamp")
-LFM1B_USER_FIELDS = (
-    ("user_id", "token"), ("country", "token"), ("age", "float"), ("gender", "token"),
-    ("playcount", "float"), ("registered_unixtime", "float"),
-)
+LFM1B_ITEM_FILE_COLUMNS = {  # LFM-1b_tracks.txt / _albums.txt / _artists.txt (no header)
+    "track": ["track_id", "track_name", "artist_id"],
+    "album": ["album_id", "album_name", "artist_id"],
+    "artist": ["artist_id", "artist_name"],
+}
 KUAIRAND_COLUMNS = (
     "user_id,video_id,date,hourmin,time_ms,is_click,is_like,is_follow,is_comment,is_forward,"
     "is_hate,long_view,play_time_ms,duration_ms,profile_stay_time,comment_stay_time,"
@@ -103,13 +104,13 @@ def _run(blocks, *, max_len, min_user_len, min_item_count, users, user_fraction,
     return filter_counts(columns, min_user_len, min_item_count), rows_read, rows_used
 
 
-def _finish(name, output_dir, columns, inter_spec, stats, user_table=None):
+def _finish(name, output_dir, columns, inter_spec, stats, user_table=None, item_table=None):
     if columns is None or not len(columns["user"]):
         raise ValueError("no interactions left after filtering: nothing to write")
     stats.update(sequence_stats(columns["user"]))
     stats["items"] = int(len(np.unique(columns["item"])))
     inter = [(header, columns[key]) for header, key in inter_spec]
-    folder = write_dataset(output_dir, name, inter, stats, user_table)
+    folder = write_dataset(output_dir, name, inter, stats, user_table, item_table)
     print(format_table(name, stats))
     return {**stats, "folder": folder}
 
@@ -150,30 +151,47 @@ def _lfm1b_blocks(path, item, on_bad_lines, bad, progress):
             raise RawInputError(path, "empty file: no listening events")
 
 
-def _lfm1b_users(path, kept_users):
-    """(header, columns) of the .user file from LFM-1b_users.txt for ``kept_users``."""
+def side_table(path, kept_ids, id_column, sep, names=None, out_id="user_id"):
+    """(header, columns) of a ``.user``/``.item`` file from a side file, for ``kept_ids`` only.
+
+    ``names``: column names of a file without header (else its first line). The id column is
+    written as ``out_id:token``; a column whose every value is numeric as ``name:float``, any
+    other as ``name:token``. Rows follow the id order.
+    """
     try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except pd.errors.ParserError as e:
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, header=None if names else 0,
+                            names=names, quoting=3, on_bad_lines="error")
+    except (pd.errors.ParserError, ValueError) as e:
         raise RawInputError(path, f"cannot parse: {e}") from None
-    frame.columns = [c.strip().lstrip("#").strip() for c in frame.columns]
-    missing = [name for name, _ in LFM1B_USER_FIELDS if name not in frame.columns]
-    if missing:
-        raise RawInputError(path, f"header lacks {', '.join(missing)}", line=1)
-    ids = pd.to_numeric(frame["user_id"], errors="coerce")
+    frame.columns = [str(c).strip().lstrip("#").strip() for c in frame.columns]
+    if id_column not in frame.columns:
+        raise RawInputError(path, f"no column {id_column!r} (columns: {', '.join(frame.columns)})", line=1)
+    ids = pd.to_numeric(frame[id_column], errors="coerce")
     if ids.isna().any():
         row = int(np.flatnonzero(ids.isna().to_numpy())[0])
-        raise RawInputError(path, f"{frame['user_id'].iloc[row]!r} is not an integer", line=row + 2, field="user_id")
-    frame = frame[ids.isin(kept_users).to_numpy()].sort_values("user_id", key=lambda c: c.astype(np.int64))
-    header = [f"{name}:{kind}" for name, kind in LFM1B_USER_FIELDS]
-    return header, [frame[name].to_numpy() for name, _ in LFM1B_USER_FIELDS]
+        line = row + (1 if names else 2)
+        raise RawInputError(path, f"{frame[id_column].iloc[row]!r} is not an integer", line=line, field=id_column)
+    frame = frame.assign(**{id_column: ids.astype(np.int64)})
+    frame = frame[frame[id_column].isin(kept_ids)].drop_duplicates(id_column).sort_values(id_column)
+    header, columns = [f"{out_id}:token"], [frame[id_column].to_numpy()]
+    for name in frame.columns:
+        if name == id_column:
+            continue
+        values = frame[name]
+        numeric = pd.to_numeric(values, errors="coerce")
+        is_float = len(values) > 0 and not numeric.isna().any()
+        header.append(f"{name}:{'float' if is_float else 'token'}")
+        columns.append(numeric.to_numpy() if is_float else values.to_numpy())
+    return header, columns
 
 
 def convert_lfm1b(input_path, output_dir="dataset_atomics", name=None, item="track", users_file=None,
-                  max_len=None, min_user_len=0, min_item_count=0, users=None, user_fraction=None,
+                  items_file=None, max_len=None, min_user_len=0, min_item_count=0, users=None, user_fraction=None,
                   seed=0, drop_consecutive_duplicates=False, on_bad_lines="error"):
     """Convert ``LFM-1b_LEs.txt`` (tab-separated user_id, artist_id, album_id, track_id,
-    unix seconds; no header; ``.gz``/``.zip`` read directly). Returns the stats dict."""
+    unix seconds; no header; ``.gz``/``.zip`` read directly). ``users_file``: LFM-1b_users.txt
+    (-> ``.user``); ``items_file``: LFM-1b_tracks/albums/artists.txt matching ``item``
+    (-> ``.item``). Returns the stats dict."""
     if item not in ("track", "album", "artist"):
         raise ValueError(f"--item must be track, album or artist, got {item!r}")
     _validate_common(max_len, min_user_len, min_item_count, users, user_fraction, on_bad_lines)
@@ -189,12 +207,15 @@ def convert_lfm1b(input_path, output_dir="dataset_atomics", name=None, item="tra
         user_fraction=user_fraction, seed=seed, drop_consecutive_duplicates=drop_consecutive_duplicates,
     )
     _report_bad(bad)
-    user_table = None
-    if users_file is not None and columns is not None:
-        user_table = _lfm1b_users(users_file, np.unique(columns["user"]))
+    user_table = item_table = None
+    if columns is not None and users_file is not None:
+        user_table = side_table(users_file, np.unique(columns["user"]), "user_id", "\t")
+    if columns is not None and items_file is not None:
+        item_table = side_table(items_file, np.unique(columns["item"]), f"{item}_id", "\t",
+                                names=LFM1B_ITEM_FILE_COLUMNS[item], out_id="item_id")
     stats = _common_stats("LFM-1b", [input_path], name, options, rows_read, rows_used, bad)
     spec = [("user_id:token", "user"), ("item_id:token", "item"), ("timestamp:float", "time")]
-    return _finish(name, output_dir, columns, spec, stats, user_table)
+    return _finish(name, output_dir, columns, spec, stats, user_table, item_table)
 
 
 # ---------------------------------------------------------------- KuaiRand
@@ -242,13 +263,15 @@ def _kuairand_blocks(paths, signal, tabs, fields, on_bad_lines, bad, progress):
 
 
 def convert_kuairand(inputs, output_dir="dataset_atomics", name=None, signal="click", tabs=None,
-                     fields=(), max_len=None, min_user_len=0, min_item_count=0, users=None,
+                     fields=(), user_features=None, item_features=None, max_len=None, min_user_len=0, min_item_count=0, users=None,
                      user_fraction=None, seed=0, drop_consecutive_duplicates=False,
                      on_bad_lines="error"):
     """Convert KuaiRand ``log_standard_*.csv`` / ``log_random_*.csv`` files (comma-separated,
     with header; several files, ``.gz``/``.zip`` read directly). ``signal``: click keeps
     is_click == 1, long_view keeps long_view == 1, all keeps every exposure; ``fields``: extra
-    numeric columns written as ``name:float``. Timestamps are ``time_ms / 1000`` seconds."""
+    numeric columns written as ``name:float``; ``user_features`` (user_features_27k.csv) and
+    ``item_features`` (video_features_basic_27k.csv) -> ``.user`` and ``.item``. Timestamps are
+    ``time_ms / 1000`` seconds."""
     if isinstance(inputs, str):
         inputs = [inputs]
     if signal not in SIGNALS:
@@ -272,7 +295,12 @@ def convert_kuairand(inputs, output_dir="dataset_atomics", name=None, signal="cl
     _report_bad(bad)
     if columns is not None:
         columns["time"] = columns["time"] / 1000.0
+    user_table = item_table = None
+    if columns is not None and user_features is not None:
+        user_table = side_table(user_features, np.unique(columns["user"]), "user_id", ",")
+    if columns is not None and item_features is not None:
+        item_table = side_table(item_features, np.unique(columns["item"]), "video_id", ",", out_id="item_id")
     stats = _common_stats("KuaiRand", inputs, name, options, rows_read, rows_used, bad)
     spec = [("user_id:token", "user"), ("item_id:token", "item"), ("timestamp:float", "time")]
     spec += [(f"{f}:float", f"x_{f}") for f in fields]
-    return _finish(name, output_dir, columns, spec, stats)
+    return _finish(name, output_dir, columns, spec, stats, user_table, item_table)

@@ -61,11 +61,13 @@ def format_table(name, stats):
     return head + "\n" + row
 
 
-def dataset_yaml(name, inter_fields, user_fields=None):
+def dataset_yaml(name, inter_fields, user_fields=None, item_fields=None):
     """The dataset config merged by the plugin when ``--dataset=<name>`` is used."""
     load_col = {"inter": inter_fields}
     if user_fields:
         load_col["user"] = user_fields
+    if item_fields:
+        load_col["item"] = item_fields
     lines = [
         f"# {name}: written by python -m recbole_mamba.atomics; see stats.json for the cut.",
         'field_separator: "\\t"',
@@ -84,23 +86,26 @@ def dataset_yaml(name, inter_fields, user_fields=None):
     return "\n".join(lines) + "\n"
 
 
-def write_dataset(output_dir, name, inter, stats, user_table=None):
+def write_dataset(output_dir, name, inter, stats, user_table=None, item_table=None):
     """Write ``output_dir/name/``: ``name.inter`` (``inter``: list of (header, array)),
-    ``name.user`` (``user_table``: (header list, list of arrays)) if given, ``name.yaml`` and
-    ``stats.json``. Returns the folder."""
+    ``name.user`` / ``name.item`` (``user_table`` / ``item_table``: (header list, list of arrays))
+    if given, ``name.yaml`` and ``stats.json``. Returns the folder."""
     folder = os.path.join(output_dir, name)
     created = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
     inter_fields = [h.split(":")[0] for h, _ in inter]
     user_fields = [h.split(":")[0] for h in user_table[0]] if user_table is not None else None
+    item_fields = [h.split(":")[0] for h in item_table[0]] if item_table is not None else None
     files = [
         (f"{name}.inter",
          lambda f: _write_table(f, [h for h, _ in inter], [c for _, c in inter])),
-        (f"{name}.yaml", lambda f: f.write(dataset_yaml(name, inter_fields, user_fields))),
+        (f"{name}.yaml", lambda f: f.write(dataset_yaml(name, inter_fields, user_fields, item_fields))),
         ("stats.json", lambda f: f.write(json.dumps(stats, indent=2, sort_keys=True) + "\n")),
     ]
     if user_table is not None:
         files.append((f"{name}.user", lambda f: _write_table(f, *user_table)))
+    if item_table is not None:
+        files.append((f"{name}.item", lambda f: _write_table(f, *item_table)))
     staged = []
     try:
         for filename, write in files:

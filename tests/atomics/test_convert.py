@@ -79,21 +79,29 @@ def test_lfm1b_matches_pandas(tmp_path, monkeypatch, opts):
     assert stats["max_seq_len"] == want.groupby("user").size().max()
 
 
-def test_lfm1b_item_choice_name_users_file_and_yaml(tmp_path):
+def test_lfm1b_item_choice_name_side_files_and_yaml(tmp_path):
     frame = write_lfm1b(tmp_path / "les.txt")
     (tmp_path / "users.txt").write_text(
         "user_id\tcountry\tage\tgender\tplaycount\tregistered_unixtime\n"
         + "".join(f"{u}\tAT\t{20 + u}\tm\t{100 * u}\t1100000000\n" for u in range(1, 10))
     )
+    (tmp_path / "artists.txt").write_text("".join(f"{a}\tBand {a}\n" for a in range(1, 7)))
     stats = convert_lfm1b(str(tmp_path / "les.txt"), output_dir=str(tmp_path / "out"), item="artist",
-                          max_len=2000, users_file=str(tmp_path / "users.txt"))
+                          max_len=2000, users_file=str(tmp_path / "users.txt"),
+                          items_file=str(tmp_path / "artists.txt"))
     assert os.path.basename(stats["folder"]) == "lfm1b-artist-2k"
     got = read_inter(stats["folder"], "lfm1b-artist-2k")
     assert sorted(got["item_id"].unique()) == sorted(frame["artist_id"].unique())
     users = pd.read_csv(os.path.join(stats["folder"], "lfm1b-artist-2k.user"), sep="\t")
-    assert users.columns[0] == "user_id:token" and sorted(users["user_id:token"]) == sorted(frame["user_id"].unique())
+    assert list(users.columns) == ["user_id:token", "country:token", "age:float", "gender:token",
+                                   "playcount:float", "registered_unixtime:float"]
+    assert sorted(users["user_id:token"]) == sorted(frame["user_id"].unique())
+    items = pd.read_csv(os.path.join(stats["folder"], "lfm1b-artist-2k.item"), sep="\t")
+    assert list(items.columns) == ["item_id:token", "artist_name:token"]
+    assert items["item_id:token"].tolist() == sorted(frame["artist_id"].unique())
     yaml_text = open(os.path.join(stats["folder"], "lfm1b-artist-2k.yaml")).read()
     assert "inter: [user_id, item_id, timestamp]" in yaml_text and "user: [user_id, country" in yaml_text
+    assert "item: [item_id, artist_name]" in yaml_text
     assert json.load(open(os.path.join(stats["folder"], "stats.json")))["options"]["item"] == "artist"
 
 
@@ -233,6 +241,24 @@ def test_cli_error_is_one_line_exit_2_and_no_output(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_kuairand_feature_files_become_user_and_item_files(tmp_path):
+    rows = [{"user_id": u, "video_id": v, "time_ms": 1000 * (u + v), "is_click": 1} for u in range(3) for v in range(4)]
+    write_kuairand(tmp_path / "log.csv", rows)
+    (tmp_path / "user_features_27k.csv").write_text(
+        "user_id,user_active_degree,follow_user_num\n0,high_active,5\n1,full_active,7\n2,,9\n9,high_active,1\n")
+    (tmp_path / "video_features_basic_27k.csv").write_text(
+        "video_id,author_id,video_type,video_duration\n" + "".join(f"{v},{10 + v},NORMAL,{1000 * v}\n" for v in range(6)))
+    stats = convert_kuairand(str(tmp_path / "log.csv"), output_dir=str(tmp_path / "out"), name="k",
+                             user_features=str(tmp_path / "user_features_27k.csv"),
+                             item_features=str(tmp_path / "video_features_basic_27k.csv"))
+    users = pd.read_csv(os.path.join(stats["folder"], "k.user"), sep="\t", keep_default_na=False)
+    assert list(users.columns) == ["user_id:token", "user_active_degree:token", "follow_user_num:float"]
+    assert users["user_id:token"].tolist() == [0, 1, 2]  # only users in the interactions
+    items = pd.read_csv(os.path.join(stats["folder"], "k.item"), sep="\t")
+    assert list(items.columns) == ["item_id:token", "author_id:float", "video_type:token", "video_duration:float"]
+    assert items["item_id:token"].tolist() == [0, 1, 2, 3]
+
+
 def test_converted_dataset_trains_mambarec(tmp_path):
     rows = []
     rng = np.random.default_rng(0)
@@ -241,11 +267,14 @@ def test_converted_dataset_trains_mambarec(tmp_path):
             rows.append({"user_id": user, "video_id": int(rng.integers(0, 40)),
                          "time_ms": 1_649_000_000_000 + 1000 * step, "is_click": 1})
     write_kuairand(tmp_path / "log_random_4_22_to_5_08_pure.csv", rows)
+    (tmp_path / "users.csv").write_text("user_id,user_active_degree\n" + "".join(f"{u},high\n" for u in range(30)))
+    (tmp_path / "videos.csv").write_text("video_id,video_type,video_duration\n" + "".join(f"{v},AD,{v * 10}\n" for v in range(40)))
     proc = cli("-m", "recbole_mamba.atomics", "kuairand", "log_random_4_22_to_5_08_pure.csv",
-               "--max-len", "20", cwd=tmp_path)
+               "--max-len", "20", "--user-features", "users.csv", "--item-features", "videos.csv", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "kuairand-20" in proc.stdout and "interactions" in proc.stdout
-    assert (tmp_path / "dataset_atomics" / "kuairand-20" / "kuairand-20.inter").exists()
+    for suffix in ("inter", "user", "item", "yaml"):
+        assert (tmp_path / "dataset_atomics" / "kuairand-20" / f"kuairand-20.{suffix}").exists()
     proc = cli(os.path.join(ROOT, "run_recbole_mamba.py"), "--dataset=kuairand-20", "--epochs=1",
                "--hidden_size=16", "--MAX_ITEM_LIST_LENGTH=10", "--show_progress=False", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
