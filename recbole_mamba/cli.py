@@ -30,11 +30,30 @@ MAIN_OPTIONS = [
     ("use_gpu / gpu_id", "device selection, as in RecBole"),
     ("show_progress", "progress bars (True/False)"),
 ]
+TUNE_OPTIONS = [
+    ("tune", "run a Ray Tune search instead of one training (a bare flag)"),
+    ("params_file", "search space: yaml (properties/tune/<Model>.yaml) or a RecBole hyper file"),
+    ("num_samples", "trials to sample (default 8; grid values multiply)"),
+    ("scheduler", "asha (default) or fifo"),
+    ("max_concurrent", "trials at once (default: as resources allow)"),
+    ("cpus_per_trial / gpus_per_trial", "resources of each trial (default 1 / 0)"),
+    ("ray_address", "connect to a Ray cluster, e.g. auto (default: start Ray locally)"),
+    ("tune_dir", "output folder (default saved/tune/<model>-<dataset>-<time>/)"),
+    ("resume", "continue the search in --tune_dir (a bare flag)"),
+]
+FLAGS = ("tune", "resume")
+
+
+def _option_lines(options):
+    return "\n".join(
+        f"  --{name}{'' if name in FLAGS else '=...'}".ljust(42) + f" {text}" for name, text in options
+    )
 
 
 def usage():
     plugin, recbole_models = model_names()
-    options = "\n".join(f"  --{name}=...{' ' * max(1, 38 - len(name))}{text}" for name, text in MAIN_OPTIONS)
+    options = _option_lines(MAIN_OPTIONS)
+    tune_options = _option_lines(TUNE_OPTIONS)
     return (
         "usage: python run_recbole_mamba.py [--model=NAME] [--dataset=NAME] "
         '[--config_files="a.yaml b.yaml"] [--key=value ...]\n\n'
@@ -45,7 +64,9 @@ def usage():
         f"RecBole sequential models:\n  {', '.join(recbole_models)}\n"
         f"datasets (embedded {EMBEDDED_DATASET}, and folders of {default_data_path()}):\n"
         f"  {', '.join(available_datasets())}\n\n"
-        f"main options:\n{options}\n"
+        f"main options:\n{options}\n\n"
+        f"search (python run_recbole_mamba.py --tune --params_file=... [--key=value fixed for every "
+        f"trial]):\n{tune_options}\n"
     )
 
 
@@ -76,25 +97,60 @@ def main(argv=None):
     if any(arg in ("-h", "--help") for arg in argv):
         print(usage())
         return 0
+    flags = {arg[2:] for arg in argv if arg[2:] in FLAGS}
     try:
-        args = parse_cmd_args(argv)
+        args = parse_cmd_args([arg for arg in argv if arg[2:] not in FLAGS])
         model = args.pop("model", DEFAULT_MODEL)
         dataset = args.pop("dataset", EMBEDDED_DATASET)
         config_files = args.pop("config_files", "").split()
         for path in config_files:
             if not os.path.isfile(path):
                 raise ConfigError(f"config file not found: {path}")
+        keep_large_allocations()
+        if "tune" in flags:
+            return _tune(model, dataset, config_files, args, resume="resume" in flags)
         from recbole_mamba.quick_start import run
 
-        keep_large_allocations()
         result = run(
             model,
             dataset,
             config_file_list=config_files or None,
             cmd_args=[f"--{key}={value}" for key, value in args.items()],
         )
-    except (ConfigError, UnknownModelError) as e:
+    except (ConfigError, UnknownModelError, ValueError) as e:
         print(f"run_recbole_mamba.py: error: {e}", file=sys.stderr)
         return 2
     print(format_result(result, model, dataset))
+    return 0
+
+
+def _tune(model, dataset, config_files, args, resume):
+    from recbole_mamba.tune.search import run_search
+
+    def take(name, convert=str, default=None):
+        value = args.pop(name, None)
+        if value is None:
+            return default
+        try:
+            return convert(value)
+        except ValueError:
+            raise ConfigError(f"--{name}: cannot read {value!r}") from None
+
+    if "params_file" not in args:
+        raise ConfigError("--tune needs --params_file=SPACE.yaml (see properties/tune/)")
+    options = dict(
+        params_file=take("params_file"),
+        num_samples=take("num_samples", int, 8),
+        scheduler=take("scheduler", str, "asha"),
+        max_concurrent=take("max_concurrent", int),
+        cpus_per_trial=take("cpus_per_trial", float, 1),
+        gpus_per_trial=take("gpus_per_trial", float, 0),
+        ray_address=take("ray_address"),
+        tune_dir=take("tune_dir"),
+    )
+    fixed = [f"--{key}={value}" for key, value in args.items()]
+    tune_dir, rows = run_search(model, dataset, fixed_args=fixed, config_files=config_files,
+                                resume=resume, **options)
+    print(open(os.path.join(tune_dir, "results.md")).read())
+    print(f"results: {tune_dir}")
     return 0

@@ -41,12 +41,15 @@ def run(
     config_dict=None,
     saved=True,
     cmd_args=(),
+    epoch_callback=None,
 ):
     """Train ``model`` on ``dataset`` and test the best validation checkpoint.
 
     ``model`` is a name (the plugin's or RecBole's) or a model class; ``cmd_args`` are
-    ``--key=value`` overrides with the highest priority. Returns a dict with ``best_valid_score``,
-    ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``protocol`` and ``config``.
+    ``--key=value`` overrides with the highest priority; ``epoch_callback(epoch, valid_score,
+    valid_result)`` is called after each validation. Returns a dict with ``best_valid_score``,
+    ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``protocol``, ``config``,
+    ``epochs_run`` and ``checkpoint``.
     """
     config = RecboleMambaConfig(
         model=model,
@@ -72,8 +75,17 @@ def run(
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
     trainer = SafeCheckpointTrainer(config, recommender)
+    epochs_run = 0
+
+    def after_validation(epoch_idx, valid_score):
+        nonlocal epochs_run
+        epochs_run = epoch_idx + 1
+        if epoch_callback is not None:
+            epoch_callback(epoch_idx, valid_score, trainer.last_valid_result)
+
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"],
+        callback_fn=after_validation,
     )
     test_result = trainer.evaluate(
         test_data, load_best_model=saved, show_progress=config["show_progress"]
@@ -94,4 +106,5 @@ def run(
         "protocol": protocol,
         "config": config,
         "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
+        "epochs_run": epochs_run,
     }

@@ -29,6 +29,11 @@ class SafeCheckpointTrainer(Trainer):
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
+    def _valid_epoch(self, valid_data, show_progress=False):
+        valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        self.last_valid_result = valid_result  # RecBole's fit callback only gets the score
+        return valid_score, valid_result
+
     def _load_model_weights(self, checkpoint):
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))

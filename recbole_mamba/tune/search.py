@@ -1,0 +1,181 @@
+"""Ray Tune searches over the plugin's pipeline (``run_recbole_mamba.py --tune``).
+
+Each trial runs :func:`recbole_mamba.quick_start.run` with the sampled parameters over the fixed
+overrides, reports the validation metric after every epoch (so ASHA can stop bad trials early)
+and, once trained, the test metrics. A trial that raises is recorded as failed with its error and
+the search goes on. Under ``tune_dir``: ``results.csv``, ``results.md`` (a row per trial),
+``best.yaml`` (the best configuration, for ``--config_files``) and ``ray/``, Ray's experiment
+folder, which ``resume=True`` continues.
+"""
+
+import csv
+import math
+import os
+import time
+
+import yaml
+
+from recbole_mamba.config import default_data_path, parse_cmd_args
+from recbole_mamba.tune.space import SpaceError, load_space, to_ray
+
+SCHEDULERS = ("asha", "fifo")
+EXPERIMENT = "ray"
+
+
+def _trial(config, model, dataset, config_files, fixed_args):
+    """One trial, run by Ray in a worker: report each epoch, then the test metrics."""
+    from ray.air import session
+
+    from recbole_mamba.quick_start import run
+
+    best = -math.inf
+
+    def report_epoch(epoch_idx, valid_score, valid_result):
+        nonlocal best
+        best = max(best, valid_score)
+        session.report({"valid_score": valid_score, "best_valid_score": best,
+                        "epochs_run": epoch_idx + 1,
+                        **{f"valid/{k}": float(v) for k, v in valid_result.items()}})
+
+    result = run(model, dataset, config_file_list=config_files or None, config_dict=dict(config),
+                 cmd_args=fixed_args, epoch_callback=report_epoch)
+    session.report({"valid_score": float(result["best_valid_score"]),
+                    "best_valid_score": float(result["best_valid_score"]),
+                    "epochs_run": result["epochs_run"], "tested": True,
+                    **{f"test/{k}": float(v) for k, v in result["test_result"].items()}})
+
+
+def _plain(value):
+    """yaml-friendly value (numpy scalars -> Python)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _rows(result_grid, param_names, max_epochs):
+    rows = []
+    for result in result_grid:
+        metrics = result.metrics or {}
+        row = {name: _plain((result.config or {}).get(name)) for name in param_names}
+        row["best_valid"] = metrics.get("best_valid_score")
+        row["epochs_run"] = metrics.get("epochs_run", 0)
+        tests = {k: v for k, v in metrics.items() if k.startswith("test/")}
+        row.update(tests)
+        if result.error is not None:
+            message = str(result.error).strip().splitlines()
+            row["status"] = "failed: " + (message[-1] if message else type(result.error).__name__)
+        elif metrics.get("tested"):
+            row["status"] = "completed" if row["epochs_run"] >= max_epochs else "early-stopped (patience)"
+        else:
+            row["status"] = "stopped by scheduler"
+        row["trial"] = os.path.basename(result.log_dir) if result.log_dir else ""
+        rows.append(row)
+    return rows
+
+
+def _write_tables(tune_dir, rows):
+    columns = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with open(os.path.join(tune_dir, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return "" if value is None else str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    with open(os.path.join(tune_dir, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _write_best(tune_dir, rows, param_names, model, dataset, fixed_args, config_files):
+    scored = [r for r in rows if r.get("best_valid") is not None and not r["status"].startswith("failed")]
+    if not scored:
+        return None
+    best = max(scored, key=lambda r: r["best_valid"])
+    config = {k: yaml.safe_load(v) for k, v in parse_cmd_args(fixed_args).items()}
+    config.update({name: best[name] for name in param_names})
+    header = (
+        f"# best of {len(rows)} trials (valid {best['best_valid']:.4f}, trial {best['trial']})\n"
+        f"# python run_recbole_mamba.py --model={model} --dataset={dataset} "
+        f"--config_files=\"{' '.join(config_files + ['best.yaml'])}\"\n"
+    )
+    path = os.path.join(tune_dir, "best.yaml")
+    with open(path, "w") as f:
+        f.write(header + yaml.safe_dump(config, sort_keys=True))
+    return path
+
+
+def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_samples=8,
+               scheduler="asha", max_concurrent=None, cpus_per_trial=1, gpus_per_trial=0,
+               ray_address=None, resume=False, tune_dir=None, grace_period=1):
+    """Run (or resume) a search; returns ``(tune_dir, rows)``. The space and the overrides are
+    checked before Ray starts (:class:`SpaceError`, ``ValueError``)."""
+    params = load_space(params_file)
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
+    fixed = parse_cmd_args(fixed_args)
+    both = sorted(set(fixed) & {p.name for p in params})
+    if both:
+        raise SpaceError(f"{', '.join(both)} both searched in {params_file} and fixed on the command line")
+    if "data_path" not in fixed:  # workers run elsewhere: give them an absolute path
+        fixed["data_path"] = default_data_path()
+    fixed["data_path"] = os.path.abspath(os.path.expanduser(fixed["data_path"]))
+    fixed_args = [f"--{k}={v}" for k, v in fixed.items()]
+    config_files = [os.path.abspath(p) for p in config_files]
+
+    from recbole_mamba.config import RecboleMambaConfig
+
+    probe = RecboleMambaConfig(model, dataset, config_file_list=config_files or None, cmd_args=fixed_args)
+    max_epochs, metric = probe["epochs"], probe["valid_metric"]
+    mode = "max" if probe["valid_metric_bigger"] else "min"
+
+    if tune_dir is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        tune_dir = os.path.join("saved", "tune", f"{model}-{dataset}-{stamp}")
+    tune_dir = os.path.abspath(tune_dir)
+    experiment = os.path.join(tune_dir, EXPERIMENT)
+    os.makedirs(tune_dir, exist_ok=True)
+
+    import ray
+    from ray import air, tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    trainable = tune.with_parameters(
+        _trial, model=model, dataset=dataset, config_files=config_files, fixed_args=fixed_args
+    )
+    trainable = tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    ray.init(address=ray_address, include_dashboard=False, ignore_reinit_error=True,
+             configure_logging=False, log_to_driver=False)
+    try:
+        if resume:
+            if not tune.Tuner.can_restore(experiment):
+                raise ValueError(f"nothing to resume in {experiment}")
+            tuner = tune.Tuner.restore(experiment, trainable, resume_errored=True)
+        else:
+            chosen = (ASHAScheduler(max_t=max_epochs + 1, grace_period=grace_period, reduction_factor=2)
+                      if scheduler == "asha" else FIFOScheduler())
+            tuner = tune.Tuner(
+                trainable,
+                param_space=to_ray(params),
+                tune_config=tune.TuneConfig(
+                    metric="valid_score", mode=mode, num_samples=num_samples, scheduler=chosen,
+                    max_concurrent_trials=max_concurrent,
+                ),
+                run_config=air.RunConfig(
+                    name=EXPERIMENT, storage_path=tune_dir, verbose=1,
+                    failure_config=air.FailureConfig(max_failures=0, fail_fast=False),
+                ),
+            )
+        grid = tuner.fit()
+    finally:
+        ray.shutdown()
+    names = [p.name for p in params]
+    rows = _rows(grid, names, max_epochs)
+    _write_tables(tune_dir, rows)
+    _write_best(tune_dir, rows, names, model, dataset, fixed_args, config_files)
+    print(f"{len(rows)} trials, valid metric {metric} ({mode}); results in {tune_dir}")
+    return tune_dir, rows

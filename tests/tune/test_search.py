@@ -1,0 +1,59 @@
+"""A real local search: 3 trials x 2 epochs on a tiny ml-100k subset, one of them failing."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+SCRIPT = Path(__file__).resolve().parents[2] / "run_recbole_mamba.py"
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def test_search_records_trials_failures_best_yaml_and_resumes(tiny_data_path, tmp_path):
+    (tmp_path / "space.yaml").write_text("dropout_prob: {grid: [0.1, 0.3, 2.0]}\n")
+    common = ["--tune", "--params_file=space.yaml", "--dataset=ml-tiny", f"--data_path={tiny_data_path}",
+              "--epochs=2", "--hidden_size=16", "--MAX_ITEM_LIST_LENGTH=20", "--show_progress=False",
+              "--tune_dir=out", "--max_concurrent=2", "--scheduler=fifo"]  # ASHA: test_asha.py
+    proc = run_cli(*common, "--num_samples=1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out"
+    with open(out / "results.csv") as f:
+        rows = {row["dropout_prob"]: row for row in csv.DictReader(f)}
+    assert set(rows) == {"0.1", "0.3", "2.0"}
+    assert rows["2.0"]["status"].startswith("failed: ValueError: dropout probability")
+    for ok in ("0.1", "0.3"):
+        assert rows[ok]["status"] == "completed" and rows[ok]["epochs_run"] == "2"
+        assert 0 <= float(rows[ok]["test/ndcg@10"]) <= 1
+    assert "| dropout_prob | best_valid |" in (out / "results.md").read_text()
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["dropout_prob"] in (0.1, 0.3) and best["epochs"] == 2 and os.path.isabs(best["data_path"])
+    assert (out / "ray").is_dir()
+
+    resumed = run_cli(*common, "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    with open(out / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 3
+
+
+def test_invalid_space_fails_before_ray_starts(tmp_path):
+    (tmp_path / "space.yaml").write_text("learning_rate: {loguniform: [0, 1]}\n")
+    proc = run_cli("--tune", "--params_file=space.yaml", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "run_recbole_mamba.py: error: space.yaml line 1: learning_rate: loguniform needs low > 0, got 0"
+    ]
+    proc = run_cli("--tune", "--params_file=space.yaml", "--learning_rate=0.1", cwd=tmp_path)
+    assert proc.returncode == 2
+
+
+def test_conflicting_fixed_and_searched_parameter(tmp_path):
+    (tmp_path / "space.yaml").write_text("learning_rate: {loguniform: [0.001, 0.1]}\n")
+    proc = run_cli("--tune", "--params_file=space.yaml", "--learning_rate=0.1", cwd=tmp_path)
+    assert proc.returncode == 2 and "both searched in space.yaml and fixed" in proc.stderr
