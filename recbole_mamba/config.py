@@ -15,6 +15,8 @@ from recbole.utils import InputType
 from recbole_mamba.registry import get_model
 
 SAMPLED_LOSSES = ("BPR", "BCE")  # losses trained on a positive and sampled negatives
+TRAIN_MODES = ("prefix", "all_positions")
+ALL_POSITIONS_ABOVE = 200  # train_mode auto: all_positions when MAX_ITEM_LIST_LENGTH is longer
 EMBEDDED_DATASET = "ml-100k"  # ships inside the recbole wheel (recbole/dataset_example/ml-100k)
 
 
@@ -111,6 +113,30 @@ class RecboleMambaConfig(Config):
                         k for k in config_dict if k not in self.parameters["Dataset"]
                     ]
 
+    def _get_final_config_dict(self):
+        """RecBole's merge, except that a partial ``eval_args`` (e.g. only ``mode``) updates the
+        defaults key by key instead of replacing them (RecBole would fall back to a random split)."""
+        final = super()._get_final_config_dict()
+        internal = self.internal_config_dict.get("eval_args")
+        external = self.external_config_dict.get("eval_args")
+        if isinstance(internal, dict) and isinstance(external, dict):
+            final["eval_args"] = {**internal, **external}
+        return final
+
+    def _set_train_mode(self):
+        """``train_mode``: prefix (RecBole's augmentation), all_positions, or auto/None:
+        all_positions when MAX_ITEM_LIST_LENGTH > 200, else prefix."""
+        length = self.final_config_dict.get("MAX_ITEM_LIST_LENGTH")
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise ConfigError(f"MAX_ITEM_LIST_LENGTH must be a positive integer, got {length!r}")
+        mode = self.final_config_dict.get("train_mode")
+        self.train_mode_chosen_automatically = mode in (None, "auto")
+        if self.train_mode_chosen_automatically:
+            mode = "all_positions" if length > ALL_POSITIONS_ABOVE else "prefix"
+        elif mode not in TRAIN_MODES:
+            raise ConfigError(f"train_mode must be one of auto, {', '.join(TRAIN_MODES)}; got {mode!r}")
+        self.final_config_dict["train_mode"] = mode
+
     def _set_default_parameters(self):
         data_path = self.final_config_dict.get("data_path") or default_data_path()
         self.final_config_dict["data_path"] = os.path.abspath(os.path.expanduser(data_path))
@@ -122,11 +148,19 @@ class RecboleMambaConfig(Config):
                     f"unknown dataset {self.dataset!r}: no {self.dataset}.inter in {folder}; "
                     f"available: {choices}"
                 )
+        self._set_train_mode()
+        all_positions = self.final_config_dict["train_mode"] == "all_positions"
+        if all_positions:  # negatives are drawn per position by the loss, not by RecBole's sampler
+            self.final_config_dict["train_neg_sample_args"] = None
         loss_type = self.final_config_dict.get("loss_type")
-        if loss_type in SAMPLED_LOSSES and not self.final_config_dict.get("train_neg_sample_args"):
+        if loss_type in SAMPLED_LOSSES and not all_positions and not self.final_config_dict.get(
+            "train_neg_sample_args"
+        ):
             # BPR and BCE need one sampled negative per row; RecBole leaves it to the user to say so
             self.final_config_dict["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
         super()._set_default_parameters()
-        if loss_type == "BCE" and not hasattr(self.model_class, "input_type"):
+        if all_positions:
+            self.final_config_dict["MODEL_INPUT_TYPE"] = InputType.POINTWISE
+        elif loss_type == "BCE" and not hasattr(self.model_class, "input_type"):
             # RecBole only knows CE (pointwise) and BPR (pairwise); BCE reads pairs like BPR
             self.final_config_dict["MODEL_INPUT_TYPE"] = InputType.PAIRWISE

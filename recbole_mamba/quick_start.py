@@ -5,11 +5,12 @@ import os
 import sys
 from logging import getLogger
 
-from recbole.data import create_dataset, data_preparation
+from recbole.data import data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
-from recbole_mamba.config import RecboleMambaConfig
+from recbole_mamba.config import ConfigError, RecboleMambaConfig
+from recbole_mamba.data import create_dataset
 from recbole_mamba.trainer import SafeCheckpointTrainer
 
 
@@ -32,6 +33,17 @@ def evaluation_protocol(config):
     else:
         how = f"split {split}, order {order}"
     return f"{ranking}, {how}"
+
+
+def check_sampled_evaluation(config, dataset):
+    """Sampled evaluation (uniN/popN) needs N negatives besides the positive among the items."""
+    for phase in ("valid", "test"):
+        mode = config["eval_args"]["mode"][phase]
+        if mode[:3] in ("uni", "pop") and int(mode[3:]) > dataset.item_num - 2:
+            raise ConfigError(
+                f"eval_args mode {mode} samples {mode[3:]} negatives, but {config['dataset']} has only "
+                f"{dataset.item_num - 1} items; use a smaller number or mode full"
+            )
 
 
 def run(
@@ -64,8 +76,11 @@ def run(
     logger.info(sys.argv)
     logger.info(config)
 
+    how = " (auto: all_positions above MAX_ITEM_LIST_LENGTH 200)" if config.train_mode_chosen_automatically else ""
+    logger.info(set_color("train_mode", "blue") + f": {config['train_mode']}{how}")
     data = create_dataset(config)
     logger.info(data)
+    check_sampled_evaluation(config, data)
     train_data, valid_data, test_data = data_preparation(config, data)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])

@@ -64,3 +64,11 @@ def test_plain_recbole_config_with_plugin_model(monkeypatch):
     monkeypatch.setattr("sys.argv", ["pytest"])
     config = Config(model=MambaRec, dataset="ml-100k", config_file_list=[model_config_file("MambaRec")])
     assert config["model"] == "MambaRec" and config["d_state"] == 32
+
+
+def test_partial_eval_args_keep_the_leave_one_out_split(tiny_data_path):
+    config = RecboleMambaConfig("MambaRec", "ml-tiny", config_dict={"data_path": tiny_data_path},
+                                cmd_args=["--eval_args={'mode': 'uni100'}"])
+    assert config["eval_args"]["split"] == {"LS": "valid_and_test"}
+    assert config["eval_args"]["order"] == "TO"
+    assert config["eval_args"]["mode"] == {"valid": "uni100", "test": "uni100"}

@@ -1,14 +1,24 @@
 """RecBole's Trainer with weights-only checkpoints (see :mod:`recbole_mamba.trainer.checkpoint`)."""
 
+from functools import partial
+
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_mamba.trainer.all_positions import all_positions_loss
 from recbole_mamba.trainer.checkpoint import config_to_json, load_checkpoint, save_checkpoint
 
 
 class SafeCheckpointTrainer(Trainer):
     """Same training and evaluation as RecBole's ``Trainer``; checkpoints hold only tensors,
-    numbers and a JSON copy of the config, and load with ``weights_only=True``."""
+    numbers and a JSON copy of the config, and load with ``weights_only=True``. With
+    ``train_mode: all_positions`` the loss covers every position of each training row
+    (:mod:`recbole_mamba.trainer.all_positions`)."""
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if loss_func is None and self.config["train_mode"] == "all_positions":
+            loss_func = partial(all_positions_loss, self.model, loss_type=self.config["loss_type"])
+        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:

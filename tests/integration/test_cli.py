@@ -23,17 +23,19 @@ def cli(*args, cwd):
 
 
 RUNS = [
-    ("MambaRec", "CE"), ("MambaRec", "BPR"), ("MambaRec", "BCE"),
-    ("RecMamba", "BCE"), ("RecMamba", "CE"),
-    ("MoEMaTrRec", "CE"),
-    ("SASRec", "CE"), ("GRU4Rec", "CE"),
+    ("MambaRec", "CE", "prefix"), ("MambaRec", "BPR", "prefix"), ("MambaRec", "BCE", "prefix"),
+    ("RecMamba", "BCE", "prefix"), ("RecMamba", "CE", "prefix"),
+    ("MoEMaTrRec", "CE", "prefix"),
+    ("SASRec", "CE", "prefix"), ("GRU4Rec", "CE", "prefix"),
+    ("MambaRec", "CE", "all_positions"), ("RecMamba", "BCE", "all_positions"),
+    ("SASRec", "BPR", "all_positions"), ("GRU4Rec", "CE", "all_positions"),
 ]
 
 
-@pytest.mark.parametrize("model,loss_type", RUNS)
-def test_trains_one_epoch_and_prints_test_metrics(model, loss_type, tiny_data_path, tmp_path):
+@pytest.mark.parametrize("model,loss_type,train_mode", RUNS)
+def test_trains_one_epoch_and_prints_test_metrics(model, loss_type, train_mode, tiny_data_path, tmp_path):
     proc = cli(f"--model={model}", "--dataset=ml-tiny", f"--data_path={tiny_data_path}",
-               f"--loss_type={loss_type}", *TINY_ARGS, cwd=tmp_path)
+               f"--loss_type={loss_type}", f"--train_mode={train_mode}", *TINY_ARGS, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0] == f"{model} on ml-tiny — test, full ranking, leave-one-out by time"
@@ -45,6 +47,7 @@ def test_trains_one_epoch_and_prints_test_metrics(model, loss_type, tiny_data_pa
     assert lines[5].startswith("best valid: hit@10")
     # RecBole's parameter count and FLOPs are logged (its get_flops must not crash)
     assert "Trainable parameters:" in proc.stderr and "FLOPs:" in proc.stderr
+    assert f"train_mode: {train_mode}" in proc.stderr
     if model == "MoEMaTrRec":  # mean gate weights, logged at each evaluation
         assert proc.stderr.count("gate/layer0/attention") >= 2
 

@@ -1,0 +1,142 @@
+"""All-position training: same evaluation split as prefix mode, same loss as RecBole's per-prefix
+losses, per-position negatives, config validation."""
+
+import pytest
+import torch
+from recbole.data import data_preparation
+
+from recbole_mamba.config import ConfigError, RecboleMambaConfig
+from recbole_mamba.data import WindowDataset, create_dataset
+from recbole_mamba.quick_start import check_sampled_evaluation
+from recbole_mamba.registry import get_model
+from recbole_mamba.trainer.all_positions import all_positions_loss, position_targets, sample_negatives
+
+
+def make_config(data_path, model="MambaRec", dataset="ml-tiny", **overrides):
+    return RecboleMambaConfig(model, dataset, config_dict={
+        "data_path": data_path, "hidden_size": 16, "inner_size": 32, "embedding_size": 16,
+        "MAX_ITEM_LIST_LENGTH": 20, **overrides})
+
+
+def rows_by_user(dataloader):
+    feat = dataloader._dataset.inter_feat
+    out = {}
+    for i in range(len(feat)):
+        user = int(feat["user_id"][i])
+        out[user] = (int(feat["item_id"][i]), int(feat["item_length"][i]),
+                     feat["item_id_list"][i].tolist())
+    return out
+
+
+def test_evaluation_split_is_identical_in_both_modes(tiny_data_path):
+    loaders = {}
+    for mode in ("prefix", "all_positions"):
+        config = make_config(tiny_data_path, train_mode=mode)
+        loaders[mode] = data_preparation(config, create_dataset(config))
+    for split in (1, 2):  # valid, test
+        assert rows_by_user(loaders["prefix"][split]) == rows_by_user(loaders["all_positions"][split])
+    prefix_train = loaders["prefix"][0]._dataset.inter_feat
+    window_train = loaders["all_positions"][0]._dataset.inter_feat
+    assert len(window_train) == len(set(window_train["user_id"].tolist()))  # one row per user
+    assert len(prefix_train) > 10 * len(window_train)
+
+
+def test_auto_mode_and_dense_rows_are_per_user(tiny_data_path):
+    assert make_config(tiny_data_path, MAX_ITEM_LIST_LENGTH=200)["train_mode"] == "prefix"
+    config = make_config(tiny_data_path, MAX_ITEM_LIST_LENGTH=250)
+    assert config["train_mode"] == "all_positions" and config.train_mode_chosen_automatically
+    dataset = create_dataset(config)
+    assert isinstance(dataset, WindowDataset)
+    parts = dataset.build()  # augmentation, then RecBole's leave-one-out split
+    users = len(set(parts[2].inter_feat["user_id"].tolist()))
+    assert [len(p.inter_feat) for p in parts] == [users, users, users]
+    assert all(p.inter_feat["item_id_list"].shape == (users, 250) for p in parts)
+
+
+def single_user_data(tmp_path, n=14):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    items = [5, 3, 9, 3, 1, 7, 2, 8, 6, 4, 10, 11, 12, 13][:n]
+    (folder / "one.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" + "".join(
+        f"1\t{item}\t{t}\n" for t, item in enumerate(items)) + "2\t1\t0\n2\t2\t1\n")
+    (folder / "one.yaml").write_text("load_col:\n  inter: [user_id, item_id, timestamp]\n")
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("model_name,overrides", [
+    ("MambaRec", {"dropout_prob": 0.0}),
+    ("MoEMaTrRec", {"hidden_dropout_prob": 0.0, "attn_dropout_prob": 0.0}),
+    ("SASRec", {"hidden_dropout_prob": 0.0, "attn_dropout_prob": 0.0}),
+    ("GRU4Rec", {"dropout_prob": 0.0}),
+])
+def test_all_positions_loss_is_the_mean_of_prefix_losses(tmp_path, model_name, overrides):
+    data_path = single_user_data(tmp_path)
+    config = make_config(data_path, model_name, "one", train_mode="prefix", loss_type="CE", **overrides)
+    train, _, _ = data_preparation(config, create_dataset(config))
+    torch.manual_seed(0)
+    model = get_model(model_name)(config, train._dataset)
+    prefix_rows = train._dataset.inter_feat
+    prefix_rows = prefix_rows[prefix_rows["user_id"] == prefix_rows["user_id"].max()]  # user with 14
+    expected = model.calculate_loss(prefix_rows)  # RecBole's CE, mean over the prefix rows
+
+    window_config = make_config(data_path, model_name, "one", train_mode="all_positions", loss_type="CE", **overrides)
+    window_train, _, _ = data_preparation(window_config, create_dataset(window_config))
+    rows = window_train._dataset.inter_feat
+    rows = rows[rows["user_id"] == rows["user_id"].max()]
+    assert len(rows) == 1 and int(rows["item_length"][0]) == len(prefix_rows)
+    got = all_positions_loss(model, rows, "CE")
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_targets_and_negatives():
+    seq = torch.tensor([[4, 5, 6, 0], [7, 0, 0, 0]])
+    targets, mask = position_targets(seq, torch.tensor([3, 1]), torch.tensor([9, 8]))
+    assert targets.tolist() == [[5, 6, 9, 0], [8, 0, 0, 0]]
+    assert mask.tolist() == [[True, True, True, False], [True, False, False, False]]
+    positives = torch.randint(1, 4, (5000,))
+    negatives = sample_negatives(positives, 4, torch.Generator().manual_seed(0))
+    assert not (negatives == positives).any() and negatives.min() >= 1 and negatives.max() <= 3
+
+
+@pytest.mark.parametrize("loss_type", ["CE", "BPR", "BCE"])
+def test_all_positions_losses_train(tiny_data_path, loss_type):
+    config = make_config(tiny_data_path, train_mode="all_positions", loss_type=loss_type)
+    assert config["train_neg_sample_args"]["distribution"] == "none"  # drawn per position instead
+    train, _, _ = data_preparation(config, create_dataset(config))
+    model = get_model("MambaRec")(config, train._dataset)
+    batch = next(iter(train))
+    loss = all_positions_loss(model, batch, loss_type)
+    assert torch.isfinite(loss)
+    loss.backward()
+
+
+def test_sampled_evaluation_never_samples_the_positive(tiny_data_path):
+    config = make_config(tiny_data_path, train_mode="all_positions",
+                         eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni100"})
+    _, _, test = data_preparation(config, create_dataset(config))
+    seen = 0
+    for interaction, row_idx, positive_u, positive_i in test:
+        users = interaction["user_id"]
+        for user in users.unique():
+            items = interaction["item_id"][users == user]
+            positive = items[0]  # RecBole puts the positive first, then its negatives
+            assert (items[1:] != positive).all() and len(items) == 101
+            seen += 1
+    assert seen == 60
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"train_mode": "everything"}, "train_mode must be one of auto, prefix, all_positions"),
+    ({"MAX_ITEM_LIST_LENGTH": 0}, "MAX_ITEM_LIST_LENGTH must be a positive integer"),
+])
+def test_config_errors(tiny_data_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config(tiny_data_path, **overrides)
+
+
+def test_sampled_mode_larger_than_items(tmp_path):
+    data_path = single_user_data(tmp_path)
+    config = make_config(data_path, dataset="one",
+                         eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni100"})
+    with pytest.raises(ConfigError, match="samples 100 negatives, but one has only 13 items"):
+        check_sampled_evaluation(config, create_dataset(config))
