@@ -4,14 +4,11 @@ Reference: "State-Space Models for Large Sequence Modeling in Sequential Recomme
 (public code alokamgnaneswarasai/MambaRec); block layout as in Mamba4Rec (Liu et al. 2024).
 """
 
-from logging import getLogger
-
 import torch
 from torch import nn
 
 from recbole_mamba.layers import MambaBlock
 from recbole_mamba.model.next_item import NextItemRecommender
-from recbole_mamba.ops import resolve_backend
 
 
 class MambaRec(NextItemRecommender):
@@ -24,10 +21,7 @@ class MambaRec(NextItemRecommender):
         self.n_layers = config["n_layers"]
         self.dropout_prob = config["dropout_prob"]
         self.initializer_range = config["initializer_range"]
-        backend = config["mamba_backend"]
-        getLogger().info(
-            f"MambaRec: mamba_backend={backend} -> {resolve_backend(backend, config['device'])}"
-        )
+        backend = self.mamba_backend(config)
 
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
         self.position_embedding = (
@@ -56,19 +50,7 @@ class MambaRec(NextItemRecommender):
             )
             for _ in range(self.n_layers)
         )
-        self.apply(self._init_weights)
-        for block in self.blocks:
-            block.mixer.reset_parameters()  # keep mamba-ssm's own initialisation of the mixer
-
-    def _init_weights(self, module):
-        """RecBole's initialisation (as SASRec); the mixers are re-initialised afterwards."""
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
-        elif isinstance(module, nn.LayerNorm):
-            module.bias.data.zero_()
-            module.weight.data.fill_(1.0)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
+        self.init_weights()
 
     def encode(self, item_seq):
         """(B, L) -> (B, L, H)."""

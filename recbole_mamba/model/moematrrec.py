@@ -6,8 +6,6 @@ without a causal mask and pools the gate over the whole sequence, so its outputs
 here attention uses SASRec's causal mask and the sequence gate pools causally.
 """
 
-from logging import getLogger
-
 import torch
 from torch import nn
 
@@ -15,7 +13,6 @@ from recbole.model.layers import FeedForward, MultiHeadAttention
 
 from recbole_mamba.layers import ExpertGate, Mamba
 from recbole_mamba.model.next_item import NextItemRecommender
-from recbole_mamba.ops import resolve_backend
 
 EXPERTS = ("attention", "mamba")
 
@@ -66,29 +63,14 @@ class MoEMaTrRec(NextItemRecommender):
         super().__init__(config, dataset)
         self.hidden_size = config["hidden_size"]
         self.initializer_range = config["initializer_range"]
-        backend = config["mamba_backend"]
-        getLogger().info(
-            f"MoEMaTrRec: mamba_backend={backend} -> {resolve_backend(backend, config['device'])}"
-        )
+        backend = self.mamba_backend(config)
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_seq_length, self.hidden_size)
         self.LayerNorm = nn.LayerNorm(self.hidden_size, eps=config["layer_norm_eps"])
         self.dropout = nn.Dropout(config["hidden_dropout_prob"])
         self.layers = nn.ModuleList(MoEMaTrLayer(config, backend) for _ in range(config["n_layers"]))
-        self.apply(self._init_weights)
-        for layer in self.layers:
-            layer.mixer.reset_parameters()  # keep mamba-ssm's own initialisation of the mixer
+        self.init_weights()
         self.reset_diagnostics()
-
-    def _init_weights(self, module):
-        """RecBole's initialisation (as SASRec); the mixers are re-initialised afterwards."""
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
-        elif isinstance(module, nn.LayerNorm):
-            module.bias.data.zero_()
-            module.weight.data.fill_(1.0)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
 
     def encode(self, item_seq):
         """(B, L) -> (B, L, H)."""

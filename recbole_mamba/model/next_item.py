@@ -1,10 +1,15 @@
 """Shared next-item head for the plugin's sequential recommenders."""
 
+from logging import getLogger
+
 import torch
 from torch import nn
 
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
+
+from recbole_mamba.layers import Mamba
+from recbole_mamba.ops import resolve_backend
 
 
 class NextItemRecommender(SequentialRecommender):
@@ -32,6 +37,30 @@ class NextItemRecommender(SequentialRecommender):
             "BPR": BPRLoss,
             "BCE": nn.BCEWithLogitsLoss,
         }[self.loss_type]()
+
+    def mamba_backend(self, config):
+        """The configured ``mamba_backend``, after logging what it resolves to on this device."""
+        backend = config["mamba_backend"]
+        resolved = resolve_backend(backend, config["device"])
+        getLogger().info(f"{type(self).__name__}: mamba_backend={backend} -> {resolved}")
+        return backend
+
+    def _init_weights(self, module):
+        """RecBole's initialisation, as SASRec's (``initializer_range``)."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
+        elif isinstance(module, nn.LayerNorm):
+            module.bias.data.zero_()
+            module.weight.data.fill_(1.0)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.data.zero_()
+
+    def init_weights(self):
+        """RecBole's initialisation for every module, then mamba-ssm's own for each mixer."""
+        self.apply(self._init_weights)
+        for module in self.modules():
+            if isinstance(module, Mamba):
+                module.reset_parameters()
 
     def encode(self, item_seq):
         """item_seq: (B, L) item ids, right-padded with 0 -> (B, L, H)."""

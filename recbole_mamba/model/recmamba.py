@@ -7,14 +7,12 @@ binary cross-entropy on the positive and one sampled negative (``loss_type: BCE`
 """
 
 import math
-from logging import getLogger
 
 import torch
 from torch import nn
 
 from recbole_mamba.layers import Mamba
 from recbole_mamba.model.next_item import NextItemRecommender
-from recbole_mamba.ops import resolve_backend
 
 
 class RecMamba(NextItemRecommender):
@@ -24,10 +22,7 @@ class RecMamba(NextItemRecommender):
         super().__init__(config, dataset)
         self.hidden_size = config["hidden_size"]
         self.initializer_range = config["initializer_range"]
-        backend = config["mamba_backend"]
-        getLogger().info(
-            f"RecMamba: mamba_backend={backend} -> {resolve_backend(backend, config['device'])}"
-        )
+        backend = self.mamba_backend(config)
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_seq_length, self.hidden_size)
         self.dropout = nn.Dropout(config["dropout_prob"])
