@@ -23,6 +23,7 @@ MAIN_OPTIONS = [
     ("train_batch_size", "training batch size"),
     ("learning_rate", "Adam learning rate"),
     ("MAX_ITEM_LIST_LENGTH", "context length: the last N items of each user"),
+    ("train_mode", "auto | prefix | all_positions (auto: all_positions above length 200)"),
     ("hidden_size / n_layers / dropout_prob", "model size and regularisation"),
     ("mamba_backend", "auto | cuda | torch | ref (selective-scan backend)"),
     ("eval_args", "e.g. \"{'mode': 'uni100'}\" for 100 sampled negatives (default full ranking)"),

@@ -57,7 +57,8 @@ def test_help_lists_models_datasets_and_options(tiny_data_path, tmp_path):
     (tmp_path / "dataset_atomics" / "my-data" / "my-data.inter").write_text("user_id:token\n")
     proc = cli("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    for word in ("MambaRec", "SASRec", "GRU4Rec", "ml-100k", "my-data", "--config_files", "--epochs"):
+    for word in ("MambaRec", "RecMamba", "MoEMaTrRec", "SASRec", "GRU4Rec", "ml-100k", "my-data",
+                 "--config_files", "--epochs", "--train_mode", "--tune", "--params_file"):
         assert word in proc.stdout
 
 
