@@ -33,7 +33,7 @@ def test_run_returns_results(trained):
     assert trained["protocol"] == "full ranking, leave-one-out by time"
 
 
-def test_checkpoint_is_weights_only_and_reproduces_scores(trained):
+def test_checkpoint_is_weights_only_and_reproduces_scores(trained, in_tmp_dir):
     path = trained["checkpoint"]
     raw = torch.load(path, weights_only=True)  # must not need to unpickle objects
     assert raw["model"] == "MambaRec" and isinstance(raw["config_json"], str)
