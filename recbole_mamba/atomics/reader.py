@@ -113,16 +113,18 @@ class DelimitedReader:
         values = {name: [] for name in self.columns}
         lines = []
         text = block.decode("utf-8", errors="replace")
-        for offset, raw in enumerate(text.split("\n")):
-            if offset == text.count("\n") and raw == "":
-                break  # after the final newline
+        raw_lines = text.split("\n")
+        if raw_lines and raw_lines[-1] == "":
+            raw_lines.pop()  # after the final newline
+        for offset, raw in enumerate(raw_lines):
             number = first_line + offset
             problem = self._check_line(raw)
             if problem is not None:
                 message, field_name = problem
                 if self.on_bad_lines == "error":
                     raise RawInputError(self.path, message, line=number, field=field_name)
-                self.bad_lines.add(self.path, number, message)
+                where = f"field {field_name!r}: " if field_name is not None else ""
+                self.bad_lines.add(self.path, number, where + message)
                 continue
             parts = raw.split(self.sep)
             for name, index in self.columns.items():

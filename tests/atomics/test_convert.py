@@ -223,7 +223,7 @@ def test_skip_mode_reports_and_continues(tmp_path):
     stats = convert_lfm1b(str(tmp_path / "les.txt"), output_dir=str(tmp_path / "out"), name="s",
                           on_bad_lines="skip")
     assert stats["interactions"] == 10 and stats["bad_lines_skipped"] == 2
-    assert stats["first_bad_lines"][0].startswith("les.txt line 6:")
+    assert stats["first_bad_lines"][0] == "les.txt line 6: field 'track_id': 'x' is not an integer"
     assert stats["first_bad_lines"][1].startswith("les.txt line 12:")
 
 
