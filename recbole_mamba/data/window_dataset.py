@@ -11,8 +11,12 @@ would put in valid and test, and one training row:
   L+1 training interactions, so a loss at every position trains on all of them at once.
 
 Users with 2 or 3 interactions get 1 or 2 rows, as in RecBole. RecBole's own split
-(``LS: valid_and_test``) then yields the same valid and test rows as prefix mode: memory is
-O(users * L).
+(``LS: valid_and_test``) then yields the same valid and test rows as prefix mode.
+
+Rows hold only their target interaction, where their history starts and its length; the history
+lists (``item_id_list`` ...) are built from the time-sorted interactions when rows are fetched
+(``dataset[index]``, which all of RecBole's dataloaders use), so memory is O(interactions) plus
+one padded batch.
 """
 
 import numpy as np
@@ -20,6 +24,8 @@ import torch
 
 from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
+
+WINDOW_START = "window_start"  # row field: index of the history's first interaction
 
 
 class WindowDataset(SequentialDataset):
@@ -42,24 +48,30 @@ class WindowDataset(SequentialDataset):
         back = np.concatenate([np.arange(k, 0, -1) for k in n_rows]) if len(n_rows) else np.zeros(0, int)
         target = ends[user_of_row] - back  # index of each row's target interaction
         first = np.maximum(starts[user_of_row], target - max_len)  # history [first, target)
-        length = target - first
 
-        positions = np.arange(max_len)
-        index = first[:, None] + positions[None, :]
-        valid = positions[None, :] < length[:, None]
-        index = np.where(valid, index, 0)
-        index_t, valid_t = torch.from_numpy(index), torch.from_numpy(valid)
-
-        new_data = self.inter_feat[torch.from_numpy(target)]
-        new_dict = {self.item_list_length_field: torch.from_numpy(length.astype(np.int64))}
+        self.history_sources = {}  # list field -> the time-sorted values it is cut from
         for field in self.inter_feat:
             if field == self.uid_field:
                 continue
-            list_field = getattr(self, f"{field}_list_field")
             values = self.inter_feat[field]
             if values.dim() != 1:
                 raise NotImplementedError(f"all-position rows support scalar fields only, not {field!r}")
-            rows = values[index_t]
-            new_dict[list_field] = torch.where(valid_t, rows, torch.zeros((), dtype=rows.dtype))
-        new_data.update(Interaction(new_dict))
-        self.inter_feat = new_data
+            self.history_sources[getattr(self, f"{field}_list_field")] = values
+        rows = self.inter_feat[torch.from_numpy(target)]
+        rows.update(Interaction({
+            self.item_list_length_field: torch.from_numpy((target - first).astype(np.int64)),
+            WINDOW_START: torch.from_numpy(first.astype(np.int64)),
+        }))
+        self.inter_feat = rows
+
+    def __getitem__(self, index, join=True):
+        rows = self.inter_feat[index]
+        max_len = self.config["MAX_ITEM_LIST_LENGTH"]
+        positions = torch.arange(max_len)
+        valid = positions < rows[self.item_list_length_field].unsqueeze(1)
+        index = torch.where(valid, rows[WINDOW_START].unsqueeze(1) + positions, 0)
+        rows.update(Interaction({
+            field: torch.where(valid, values[index], torch.zeros((), dtype=values.dtype))
+            for field, values in self.history_sources.items()
+        }))
+        return self.join(rows) if join else rows

@@ -19,7 +19,8 @@ def make_config(data_path, model="MambaRec", dataset="ml-tiny", **overrides):
 
 
 def rows_by_user(dataloader):
-    feat = dataloader._dataset.inter_feat
+    dataset = dataloader._dataset
+    feat = dataset[torch.arange(len(dataset))]  # rows as the dataloaders fetch them
     out = {}
     for i in range(len(feat)):
         user = int(feat["user_id"][i])
@@ -50,7 +51,12 @@ def test_auto_mode_and_dense_rows_are_per_user(tiny_data_path):
     parts = dataset.build()  # augmentation, then RecBole's leave-one-out split
     users = len(set(parts[2].inter_feat["user_id"].tolist()))
     assert [len(p.inter_feat) for p in parts] == [users, users, users]
-    assert all(p.inter_feat["item_id_list"].shape == (users, 250) for p in parts)
+    # rows store no history lists: they are built per fetch, O(interactions) in memory
+    assert all("item_id_list" not in p.inter_feat for p in parts)
+    n_interactions = sum(1 for _ in open(f"{tiny_data_path}/ml-tiny/ml-tiny.inter")) - 1
+    assert set(dataset.history_sources) == {"item_id_list", "rating_list", "timestamp_list"}
+    assert all(len(source) == n_interactions for source in dataset.history_sources.values())
+    assert parts[0][torch.arange(5)]["item_id_list"].shape == (5, 250)
 
 
 def single_user_data(tmp_path, n=14):
@@ -81,7 +87,8 @@ def test_all_positions_loss_is_the_mean_of_prefix_losses(tmp_path, model_name, o
 
     window_config = make_config(data_path, model_name, "one", train_mode="all_positions", loss_type="CE", **overrides)
     window_train, _, _ = data_preparation(window_config, create_dataset(window_config))
-    rows = window_train._dataset.inter_feat
+    dataset = window_train._dataset
+    rows = dataset[torch.arange(len(dataset))]
     rows = rows[rows["user_id"] == rows["user_id"].max()]
     assert len(rows) == 1 and int(rows["item_length"][0]) == len(prefix_rows)
     got = all_positions_loss(model, rows, "CE")
