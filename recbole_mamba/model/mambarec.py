@@ -17,13 +17,10 @@ class MambaRec(NextItemRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.hidden_size = config["hidden_size"]
         self.n_layers = config["n_layers"]
         self.dropout_prob = config["dropout_prob"]
-        self.initializer_range = config["initializer_range"]
         backend = self.mamba_backend(config)
 
-        self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
         self.position_embedding = (
             nn.Embedding(self.max_seq_length, self.hidden_size)
             if config["use_position_embedding"]

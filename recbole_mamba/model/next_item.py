@@ -17,7 +17,8 @@ class NextItemRecommender(SequentialRecommender):
 
     ``encode(item_seq) -> (B, L, H)`` gives the hidden state at every position (causal: position t
     sees items 0..t). ``forward`` takes the state at the last real item, and the score of item i is
-    the dot product with i's embedding (``self.item_embedding``), as in RecBole's SASRec.
+    the dot product with i's embedding (``self.item_embedding``, (n_items, hidden_size), created
+    here), as in RecBole's SASRec.
 
     Losses: ``CE`` (softmax over all items), ``BPR`` and ``BCE`` (binary cross-entropy on the
     positive and one sampled negative, as RecMamba and SASRec.pytorch train); the plugin's config
@@ -37,6 +38,9 @@ class NextItemRecommender(SequentialRecommender):
             "BPR": BPRLoss,
             "BCE": nn.BCEWithLogitsLoss,
         }[self.loss_type]()
+        self.hidden_size = config["hidden_size"]
+        self.initializer_range = config["initializer_range"]
+        self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
 
     def mamba_backend(self, config):
         """The configured ``mamba_backend``, after logging what it resolves to on this device."""
