@@ -9,7 +9,7 @@ from recbole.data import data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
-from recbole_mamba.config import ConfigError, RecboleMambaConfig
+from recbole_mamba.config import ALL_POSITIONS_ABOVE, ConfigError, RecboleMambaConfig
 from recbole_mamba.data import create_dataset
 from recbole_mamba.trainer import SafeCheckpointTrainer
 
@@ -76,7 +76,8 @@ def run(
     logger.info(sys.argv)
     logger.info(config)
 
-    how = " (auto: all_positions above MAX_ITEM_LIST_LENGTH 200)" if config.train_mode_chosen_automatically else ""
+    how = (f" (auto: all_positions above MAX_ITEM_LIST_LENGTH {ALL_POSITIONS_ABOVE})"
+           if config.train_mode_chosen_automatically else "")
     logger.info(set_color("train_mode", "blue") + f": {config['train_mode']}{how}")
     data = create_dataset(config)
     logger.info(data)
