@@ -81,22 +81,22 @@ class DelimitedReader:
         line = self.first_line
         for block in iter_blocks(stream):
             n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-            yield self._parse(block, line)
+            yield self._parse(block, line, n_lines)
             line += n_lines
 
-    def _parse(self, block, first_line):
+    def _parse(self, block, first_line, n_lines):
         try:
-            return self._parse_fast(block, first_line)
+            return self._parse_fast(block, first_line, n_lines)
         except (ValueError, pd.errors.ParserError):
             return self._parse_checked(block, first_line)
 
-    def _parse_fast(self, block, first_line):
+    def _parse_fast(self, block, first_line, n_lines):
         names = sorted(self.columns, key=self.columns.get)
         frame = pd.read_csv(
             io.BytesIO(block), sep=self.sep, header=None, usecols=[self.columns[n] for n in names],
             names=None, dtype=np.int64, engine="c", skip_blank_lines=False, na_filter=False,
         )
-        if block.count(b"\n") + (0 if block.endswith(b"\n") else 1) != len(frame):
+        if n_lines != len(frame):
             raise ValueError("line count mismatch")
         if frame.shape[1] != len(names):
             raise ValueError("column count mismatch")
