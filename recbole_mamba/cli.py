@@ -25,7 +25,7 @@ MAIN_OPTIONS = [
     ("MAX_ITEM_LIST_LENGTH", "context length: the last N items of each user"),
     ("train_mode", "auto | prefix | all_positions (auto: all_positions above length 200)"),
     ("hidden_size / n_layers / dropout_prob", "model size and regularisation"),
-    ("mamba_backend", "auto | cuda | torch | ref (selective-scan backend)"),
+    ("mamba_backend", "auto | cuda | cpu | torch | ref (selective-scan backend)"),
     ("eval_args", "e.g. \"{'mode': 'uni100'}\" for 100 sampled negatives (default full ranking)"),
     ("data_path", f"folder of converted datasets (default {default_data_path()})"),
     ("use_gpu / gpu_id", "device selection, as in RecBole"),

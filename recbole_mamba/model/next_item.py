@@ -9,7 +9,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 
 from recbole_mamba.layers import Mamba
-from recbole_mamba.ops import resolve_backend
+from recbole_mamba.ops import resolve_backend, scan_cpu
 
 
 class NextItemRecommender(SequentialRecommender):
@@ -46,7 +46,10 @@ class NextItemRecommender(SequentialRecommender):
         """The configured ``mamba_backend``, after logging what it resolves to on this device."""
         backend = config["mamba_backend"]
         resolved = resolve_backend(backend, config["device"])
-        getLogger().info(f"{type(self).__name__}: mamba_backend={backend} -> {resolved}")
+        why = ""
+        if resolved == "torch" and backend == "auto" and torch.device(config["device"]).type == "cpu":
+            why = f" ({scan_cpu.unavailable_reason()})"
+        getLogger().info(f"{type(self).__name__}: mamba_backend={backend} -> {resolved}{why}")
         return backend
 
     def _init_weights(self, module):

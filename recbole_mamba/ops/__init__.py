@@ -1,7 +1,9 @@
-"""Pure-PyTorch operators; imports neither RecBole nor anything above it."""
+"""Operators (PyTorch, and a C kernel compiled at first use); import neither RecBole nor anything
+above them."""
 
 from recbole_mamba.ops.scan import (
     BACKENDS,
+    CpuKernelUnavailable,
     CudaBackendUnavailable,
     resolve_backend,
     selective_scan,
@@ -10,6 +12,7 @@ from recbole_mamba.ops.scan import (
 
 __all__ = [
     "BACKENDS",
+    "CpuKernelUnavailable",
     "CudaBackendUnavailable",
     "resolve_backend",
     "selective_scan",

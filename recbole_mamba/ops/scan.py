@@ -20,8 +20,12 @@ Backends:
   keeps only the states at chunk boundaries; the backward recomputes each chunk's states and runs
   the adjoint recurrence in reverse. Activation memory is O(batch*L*dim + batch*(L/T)*dim*d_state);
   no (batch, L, dim, d_state) tensor is ever materialised.
+- ``cpu``: :class:`recbole_mamba.ops.scan_cpu.CpuScanFn`, the same recurrence as a C kernel compiled
+  at first use with the system's C compiler (one row of (batch, dim) at a time, the state in
+  registers, elementwise functions vectorised); saves only its inputs for backward.
 - ``cuda``: mamba-ssm's fused kernel (``pip install recbole-mamba[cuda]`` on a CUDA machine).
-- ``auto``: ``cuda`` when mamba-ssm imports and the tensors are on a CUDA device, else ``torch``.
+- ``auto``: ``cuda`` when mamba-ssm imports and the tensors are on a CUDA device; on a CPU ``cpu``
+  where its kernel compiles, else ``torch``.
 
 Any strides are accepted; the ``torch`` backend works time-major internally, so (batch, dim, L)
 views of time-major (batch, L, dim) tensors avoid copies.
@@ -33,7 +37,10 @@ RecBole's right padding, padded positions never change the outputs at real posit
 import torch
 import torch.nn.functional as F
 
-BACKENDS = ("auto", "cuda", "torch", "ref")
+from recbole_mamba.ops import scan_cpu
+from recbole_mamba.ops.scan_cpu import CpuKernelUnavailable
+
+BACKENDS = ("auto", "cuda", "cpu", "torch", "ref")
 
 # Elements of one (batch rows, time steps, dim, d_state) work buffer: 4 MiB in float32, so each of
 # two threads works on about one L2 cache's worth (measured best on a 2-core EPYC, 2 MiB L2 each;
@@ -56,12 +63,20 @@ def _mamba_ssm_scan():
 
 
 def resolve_backend(backend, device):
-    """The concrete backend ('cuda', 'torch' or 'ref') for ``backend`` on ``device``."""
+    """The concrete backend ('cuda', 'cpu', 'torch' or 'ref') for ``backend`` on ``device``."""
     if backend not in BACKENDS:
         raise ValueError(f"mamba_backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     device = torch.device(device)
     if backend == "auto":
-        return "cuda" if device.type == "cuda" and _mamba_ssm_scan() is not None else "torch"
+        if device.type == "cuda":
+            return "cuda" if _mamba_ssm_scan() is not None else "torch"
+        return "cpu" if device.type == "cpu" and scan_cpu.unavailable_reason() is None else "torch"
+    if backend == "cpu":
+        if device.type != "cpu":
+            raise CpuKernelUnavailable(
+                f"mamba_backend=cpu runs on CPU tensors, got {device}; use auto, cuda or torch."
+            )
+        scan_cpu.library()  # raises CpuKernelUnavailable, saying why
     if backend == "cuda":
         if _mamba_ssm_scan() is None:
             raise CudaBackendUnavailable(
@@ -101,7 +116,8 @@ def selective_scan(
         return selective_scan_ref(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
         )
-    out, last_state = SelectiveScanFn.apply(
+    scan_fn = scan_cpu.CpuScanFn if backend == "cpu" else SelectiveScanFn
+    out, last_state = scan_fn.apply(
         u, delta, A, B, C, D, z, delta_bias, delta_softplus
     )
     return (out, last_state) if return_last_state else out

@@ -1,5 +1,5 @@
-"""The selective scan: the torch backend against the ref backend, and both against an independent
-scalar recurrence written from the equations."""
+"""The selective scan: the torch and cpu backends against the ref backend, and all three against
+an independent scalar recurrence written from the equations."""
 
 import math
 
@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from recbole_mamba.ops import (
+    CpuKernelUnavailable,
     CudaBackendUnavailable,
     resolve_backend,
     selective_scan,
     selective_scan_ref,
 )
 from recbole_mamba.ops import scan as scan_module
+from recbole_mamba.ops import scan_cpu
 
 
 def make_inputs(batch, dim, d_state, length, dtype=torch.float64, seed=0):
@@ -79,7 +81,7 @@ def call_args(inputs, use_D, use_z, use_bias, softplus):
     )
 
 
-@pytest.mark.parametrize("backend", ["ref", "torch"])
+@pytest.mark.parametrize("backend", ["ref", "torch", "cpu"])
 @pytest.mark.parametrize("options", OPTION_SETS)
 def test_matches_scalar_recurrence(backend, options):
     inputs = make_inputs(2, 3, 4, 6)
@@ -101,9 +103,11 @@ SHAPES = [  # (batch, dim, d_state, length)
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    """Force several batch blocks and time chunks even on small inputs."""
+    """Force several batch blocks and time chunks (torch backend) and time segments of at most
+    3 steps (cpu backend) even on small inputs."""
     monkeypatch.setattr(scan_module, "_CHUNK_ELEMENTS", 2 * 3 * 64)
     monkeypatch.setattr(scan_module, "_MIN_STEPS", 3)
+    monkeypatch.setattr(scan_cpu, "_SEGMENT_ELEMENTS", 3)
 
 
 def grads_of(backend, inputs, options, cotangent):
@@ -119,20 +123,22 @@ def grads_of(backend, inputs, options, cotangent):
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("options", OPTION_SETS)
 @pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-8), (torch.float32, 1e-4)])
-def test_torch_backend_equals_ref(shape, options, dtype, rtol, small_blocks):
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_fast_backends_equal_ref(backend, shape, options, dtype, rtol, small_blocks):
     inputs = make_inputs(*shape, dtype=dtype)
     cotangent = torch.randn(shape[0], shape[1], shape[3], dtype=dtype, generator=torch.Generator().manual_seed(1))
     ref = grads_of("ref", inputs, options, cotangent)
-    fast = grads_of("torch", inputs, options, cotangent)
+    fast = grads_of(backend, inputs, options, cotangent)
     for name, a, b in zip(["out", "last_state", "grads..."], fast, ref):
         scale = b.abs().max().clamp_min(1e-12)
         assert ((a - b).abs().max() / scale).item() < rtol, name
 
 
-def test_gradcheck_torch_backend(small_blocks):
+@pytest.mark.parametrize("scan_fn", [scan_module.SelectiveScanFn, scan_cpu.CpuScanFn])
+def test_gradcheck(scan_fn, small_blocks):
     inputs = make_inputs(2, 3, 2, 7)
     args = tuple(inputs[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"))
-    fn = lambda *a: scan_module.SelectiveScanFn.apply(*a, True)[0]  # noqa: E731
+    fn = lambda *a: scan_fn.apply(*a, True)[0]  # noqa: E731
     assert torch.autograd.gradcheck(fn, args)
 
 
@@ -155,15 +161,16 @@ def test_never_materialises_full_state(monkeypatch):
     assert largest and max(largest) <= full // 8
 
 
-def test_causal():
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_causal(backend):
     inputs = make_inputs(2, 3, 4, 12)
     args = list(call_args(inputs, **OPTION_SETS[0]))
-    out = selective_scan(*args, backend="torch").detach()
+    out = selective_scan(*args, backend=backend).detach()
     t = 5
     changed = [a.detach().clone() if torch.is_tensor(a) else a for a in args]
     for i in (0, 1, 3, 4, 6):  # u, delta, B, C, z: the time-indexed inputs
         changed[i][..., t + 1:] = torch.randn_like(changed[i][..., t + 1:])
-    out2 = selective_scan(*changed, backend="torch")
+    out2 = selective_scan(*changed, backend=backend)
     assert torch.equal(out[..., : t + 1], out2[..., : t + 1])
     assert not torch.equal(out[..., t + 1:], out2[..., t + 1:])
 
@@ -175,10 +182,16 @@ def test_ref_is_the_exported_oracle():
 
 
 def test_backend_resolution_on_cpu():
-    assert resolve_backend("auto", "cpu") == "torch"
+    assert resolve_backend("auto", "cpu") == "cpu"  # this machine has a C compiler
+    assert resolve_backend("torch", "cpu") == "torch"
     assert resolve_backend("ref", "cpu") == "ref"
-    with pytest.raises(ValueError, match="auto, cuda, torch, ref"):
+    with pytest.raises(ValueError, match="auto, cuda, cpu, torch, ref"):
         resolve_backend("fast", "cpu")
+
+
+def test_cpu_backend_refuses_cuda_tensors():
+    with pytest.raises(CpuKernelUnavailable, match="CPU tensors"):
+        resolve_backend("cpu", "cuda")
 
 
 def test_cuda_backend_without_kernels_says_how_to_install(monkeypatch):
