@@ -98,8 +98,11 @@ class Mamba(nn.Module):
     def forward(self, hidden_states):
         """hidden_states: (batch, L, d_model) -> (batch, L, d_model)."""
         length = hidden_states.shape[1]
-        xz = self.in_proj(hidden_states)  # (batch, L, 2*d_inner)
-        x, z = xz.chunk(2, dim=-1)
+        # in_proj's two halves as two products: their gradients need no (batch, L, 2*d_inner) concat
+        weight_x, weight_z = self.in_proj.weight.chunk(2, dim=0)
+        bias_x, bias_z = self.in_proj.bias.chunk(2) if self.in_proj.bias is not None else (None, None)
+        x = F.linear(hidden_states, weight_x, bias_x)  # (batch, L, d_inner)
+        z = F.linear(hidden_states, weight_z, bias_z)
         x = self.conv1d(x.transpose(1, 2))[..., :length]  # (batch, d_inner, L), causal
         x = F.silu(x).transpose(1, 2).contiguous()  # time-major (batch, L, d_inner)
         dt, B, C = self._ssm_inputs(x)

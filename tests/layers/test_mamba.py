@@ -51,8 +51,9 @@ def test_loads_its_own_state_dict_across_instances():
     assert torch.equal(a(x), b(x))
 
 
-def test_causal():
-    m = mixer()
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_causal(backend):
+    m = mixer(backend)
     x = torch.randn(3, 12, 16)
     t = 6
     x2 = x.clone()
@@ -63,17 +64,19 @@ def test_causal():
     assert not torch.equal(y[:, t + 1:], y2[:, t + 1:])
 
 
-def test_right_padding_does_not_change_real_positions():
-    m = mixer()
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_right_padding_does_not_change_real_positions(backend):
+    m = mixer(backend)
     x = torch.randn(1, 7, 16)
     padded = torch.cat([x, torch.zeros(1, 5, 16)], dim=1)
     with torch.no_grad():
         torch.testing.assert_close(m(padded)[:, :7], m(x), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
 @pytest.mark.parametrize("length", [1, 3, 9])
-def test_step_equals_forward(length):
-    m = mixer(d_model=32, d_state=16)
+def test_step_equals_forward(length, backend):
+    m = mixer(backend, d_model=32, d_state=16)
     x = torch.randn(2, length, 32)
     conv_state, ssm_state = m.allocate_inference_cache(2)
     with torch.no_grad():
@@ -85,14 +88,15 @@ def test_step_equals_forward(length):
 def test_backends_agree_on_mixer_outputs_and_grads():
     x = torch.randn(2, 10, 16, dtype=torch.float64)
     results = []
-    for backend in ("ref", "torch"):
+    for backend in ("ref", "torch", "cpu"):
         m = mixer(backend=backend).double().train()
         xi = x.clone().requires_grad_()
         y = m(xi)
         y.pow(2).sum().backward()
         results.append([y.detach(), xi.grad] + [p.grad for p in m.parameters()])
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+    for fast in results[1:]:
+        for a, b in zip(fast, results[0]):
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("block_type", ["mamba", "mamba_ffn"])
