@@ -82,13 +82,12 @@ static inline float log1p_unit_f32(float w) {
 
 /* The elementwise functions of each compute type: vectorisable ones for float, libm for double
  * (the double kernel serves exactness tests, not speed). softplus has torch's threshold 20. */
-static inline float vexp_f32(float x) { return exp_f32(x); }
 static inline float softplus_f32(float x) {
     const float r = (x > 0.f ? x : 0.f) + log1p_unit_f32(exp_f32(x > 0.f ? -x : x));
     return x > 20.f ? x : r;
 }
 static inline float sigmoid_f32(float x) { return 1.f / (1.f + exp_f32(-x)); }
-static inline double vexp_f64(double x) { return exp(x); }
+static inline double exp_f64(double x) { return exp(x); }
 static inline double softplus_f64(double x) { return x > 20. ? x : log1p(exp(x)); }
 static inline double sigmoid_f64(double x) { return 1. / (1. + exp(-x)); }
 
@@ -129,7 +128,7 @@ static void states_##SUFFIX(const ScanArgs *a, i64 b, i64 d, i64 s, i64 e, const
             real *ht = hs + (t - s) * n, *et = es + (t - s) * n;                                   \
             _Pragma("omp simd reduction(+:y)")                                                     \
             for (i64 j = 0; j < n; j++) {                                                          \
-                const real ej = vexp_##SUFFIX(dt * A[j]);                                          \
+                const real ej = exp_##SUFFIX(dt * A[j]);                                           \
                 const real hj = ej * h[j] + dtu * Bt[j];                                           \
                 h[j] = hj;                                                                         \
                 ht[j] = hj;                                                                        \
@@ -139,7 +138,7 @@ static void states_##SUFFIX(const ScanArgs *a, i64 b, i64 d, i64 s, i64 e, const
         } else {                                                                                   \
             _Pragma("omp simd reduction(+:y)")                                                     \
             for (i64 j = 0; j < n; j++) {                                                          \
-                const real hj = vexp_##SUFFIX(dt * A[j]) * h[j] + dtu * Bt[j];                     \
+                const real hj = exp_##SUFFIX(dt * A[j]) * h[j] + dtu * Bt[j];                      \
                 h[j] = hj;                                                                         \
                 y += hj * Ct[j];                                                                   \
             }                                                                                      \
@@ -167,7 +166,8 @@ int recbole_mamba_scan_fwd_##SUFFIX(const ScanArgs *a, i64 begin, i64 end) {    
         _Pragma("omp simd")                                                                        \
         for (i64 t = 0; t < length; t++) {                                                         \
             const real y = ys[t] + Dd * us[t];                                                     \
-            out[t * a->sout[2]] = zr ? y * zr[t * a->sz[2]] * sigmoid_##SUFFIX(zr[t * a->sz[2]]) : y; \
+            const real zt = zr ? zr[t * a->sz[2]] : (real)0;                                       \
+            out[t * a->sout[2]] = zr ? y * zt * sigmoid_##SUFFIX(zt) : y;                          \
         }                                                                                          \
         memcpy((real *)a->last_state + row * n, h, sizeof(real) * n);                              \
     }                                                                                              \

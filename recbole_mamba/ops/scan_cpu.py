@@ -105,12 +105,12 @@ def _compile(compiler, arch, target):
 def _build():
     """Load the cached library, compiling it first where needed. Returns (CDLL, None) or
     (None, reason)."""
-    source = SOURCE.read_bytes()
+    source, cpu = SOURCE.read_bytes(), _cpu_id().encode()
     complaints = []
     for compiler in _compilers():
         for arch in _ARCH_FLAGS:
             key = hashlib.sha256(
-                b"\0".join([source, " ".join([compiler, *_FLAGS, *arch]).encode(), _cpu_id().encode()])
+                b"\0".join([source, " ".join([compiler, *_FLAGS, *arch]).encode(), cpu])
             ).hexdigest()[:16]
             target = cache_dir() / f"scan_cpu-{key}.so"
             try:
@@ -182,7 +182,6 @@ def _run_parallel(fn, args, total):
         codes = [fn(pointer, 0, total)]
     if any(codes):
         raise MemoryError("selective scan (cpu backend): out of memory for its workspace")
-
 
 
 def _n_contiguous(x):
