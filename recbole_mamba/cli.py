@@ -3,6 +3,7 @@
 
 import os
 import sys
+from pathlib import Path
 
 from recbole_mamba.allocator import keep_large_allocations
 from recbole_mamba.config import (
@@ -152,6 +153,6 @@ def _tune(model, dataset, config_files, args, resume):
     fixed = [f"--{key}={value}" for key, value in args.items()]
     tune_dir, rows = run_search(model, dataset, fixed_args=fixed, config_files=config_files,
                                 resume=resume, **options)
-    print(open(os.path.join(tune_dir, "results.md")).read())
+    print(Path(tune_dir, "results.md").read_text())
     print(f"results: {tune_dir}")
     return 0
