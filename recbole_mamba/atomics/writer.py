@@ -4,23 +4,13 @@ place, so a failure never leaves a half-written dataset."""
 
 import json
 import os
-import tempfile
+from contextlib import ExitStack
 
 import numpy as np
 
+from recbole_mamba.files import atomic_open
+
 WRITE_ROWS = 1_000_000
-
-
-def _stage(path, write):
-    """Write a temporary file beside ``path`` with ``write(f)``; returns its name."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            write(f)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp
 
 
 def _write_table(f, header, columns):
@@ -106,16 +96,14 @@ def write_dataset(output_dir, name, inter, stats, user_table=None, item_table=No
         files.append((f"{name}.user", lambda f: _write_table(f, *user_table)))
     if item_table is not None:
         files.append((f"{name}.item", lambda f: _write_table(f, *item_table)))
-    staged = []
     try:
-        for filename, write in files:
-            staged.append((_stage(os.path.join(folder, filename), write), filename))
+        # each file is renamed when its block exits: only after every file has been written in full
+        with ExitStack() as stack:
+            for filename, write in files:
+                path = os.path.join(folder, filename)
+                write(stack.enter_context(atomic_open(path, "w", encoding="utf-8", newline="\n")))
     except BaseException:
-        for tmp, _ in staged:
-            os.unlink(tmp)
         if created and not os.listdir(folder):
             os.rmdir(folder)
         raise
-    for tmp, filename in staged:  # every file is complete: only renames from here on
-        os.replace(tmp, os.path.join(folder, filename))
     return folder

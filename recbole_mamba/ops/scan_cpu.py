@@ -18,12 +18,13 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+
+from recbole_mamba.files import atomic_path
 
 SOURCE = Path(__file__).with_name("scan_cpu.c")
 # no -ffast-math: linking with it would set flush-to-zero for the whole process
@@ -83,23 +84,23 @@ def _cpu_id():
         return platform.processor() or platform.machine()
 
 
+class _CompileFailed(Exception):
+    """The compiler's complaint (its last line of stderr)."""
+
+
 def _compile(compiler, arch, target):
     """Compile into ``target`` atomically; returns the compiler's complaint or None."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
-    os.close(fd)
     try:
-        done = subprocess.run(
-            [compiler, *_FLAGS, *arch, "-o", tmp, str(SOURCE), "-lm"],
-            capture_output=True, text=True, timeout=300,
-        )
-        if done.returncode != 0:
-            return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
-        os.replace(tmp, target)
-        return None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with atomic_path(target, suffix=".so.tmp") as tmp:
+            done = subprocess.run(
+                [compiler, *_FLAGS, *arch, "-o", tmp, str(SOURCE), "-lm"],
+                capture_output=True, text=True, timeout=300,
+            )
+            if done.returncode != 0:
+                raise _CompileFailed(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed")
+    except _CompileFailed as failed:
+        return str(failed)
+    return None
 
 
 def _build():

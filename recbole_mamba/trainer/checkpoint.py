@@ -7,16 +7,17 @@ crash never leaves a half-written checkpoint.
 """
 
 import json
-import os
 import pickle
-import tempfile
 
 import torch
+
+from recbole_mamba.errors import InputError
+from recbole_mamba.files import atomic_open
 
 FORMAT = "recbole-mamba/1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError):
     """A file that is not a loadable recbole-mamba checkpoint."""
 
 
@@ -27,16 +28,8 @@ def config_to_json(config):
 
 def save_checkpoint(path, **state):
     """Write ``state`` (tensors, state_dicts, numbers, strings) atomically to ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save({"format": FORMAT, **state}, f)
 
 
 def load_checkpoint(path, map_location="cpu"):

@@ -1,0 +1,30 @@
+"""Files appear whole or not at all."""
+
+import os
+
+import pytest
+
+from recbole_mamba.files import atomic_open, atomic_path
+
+
+def test_replaces_the_target_only_when_the_block_succeeds(tmp_path):
+    target = tmp_path / "sub" / "out.txt"
+    with atomic_open(target, "w") as f:
+        f.write("first")
+        assert not target.exists()  # nothing at the target while writing
+    assert target.read_text() == "first"
+    with pytest.raises(RuntimeError):
+        with atomic_open(target, "w") as f:
+            f.write("half")
+            raise RuntimeError("crash while writing")
+    assert target.read_text() == "first"
+    assert os.listdir(target.parent) == ["out.txt"]  # no temporary left behind
+
+
+def test_atomic_path_removes_its_temporary_on_failure(tmp_path):
+    target = tmp_path / "lib.so"
+    with pytest.raises(KeyError):
+        with atomic_path(target, suffix=".so.tmp") as tmp:
+            assert tmp.endswith(".so.tmp") and os.path.dirname(tmp) == str(tmp_path)
+            raise KeyError("compiler failed")
+    assert os.listdir(tmp_path) == []
