@@ -3,7 +3,8 @@
 A state_dict saved from mamba-ssm loads here and the other way round. The computation is the same:
 in_proj -> (x, z); x -> causal depthwise conv -> SiLU -> x_proj -> (dt, B, C); dt -> dt_proj ->
 softplus(dt + dt_proj.bias); selective scan with A = -exp(A_log) and skip D; gate with SiLU(z);
-out_proj. The scan runs on the backend chosen by ``backend`` (see :mod:`recbole_mamba.ops.scan`).
+out_proj. The scan runs on the backend chosen by ``backend`` (see :mod:`recbole_mamba.ops.scan`),
+resolved once per device the module runs on.
 """
 
 import math
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_mamba.ops import selective_scan
+from recbole_mamba.ops import BACKENDS, resolve_backend
 
 
 class Mamba(nn.Module):
@@ -44,6 +45,7 @@ class Mamba(nn.Module):
         self.dt_min, self.dt_max, self.dt_init = dt_min, dt_max, dt_init
         self.dt_scale, self.dt_init_floor = dt_scale, dt_init_floor
         self.backend = backend
+        self._scans = {}  # (backend, device type) -> the resolved backend's scan function
 
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
         self.conv1d = nn.Conv1d(
@@ -95,6 +97,13 @@ class Mamba(nn.Module):
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         return F.linear(dt, self.dt_proj.weight), B, C
 
+    def _scan(self, device):
+        """The scan function of ``self.backend`` on ``device``, resolved at its first use there."""
+        key = (self.backend, device.type)
+        if key not in self._scans:
+            self._scans[key] = BACKENDS[resolve_backend(self.backend, device)].scan
+        return self._scans[key]
+
     def forward(self, hidden_states):
         """hidden_states: (batch, L, d_model) -> (batch, L, d_model)."""
         length = hidden_states.shape[1]
@@ -107,27 +116,28 @@ class Mamba(nn.Module):
         x = F.silu(x).transpose(1, 2).contiguous()  # time-major (batch, L, d_inner)
         dt, B, C = self._ssm_inputs(x)
         # the scan takes mamba-ssm's (batch, channels, L) layout: pass views, no copies
-        y = selective_scan(
+        y, _ = self._scan(x.device)(
             x.transpose(1, 2),
             dt.transpose(1, 2),
             -torch.exp(self.A_log.float()),
             B.transpose(1, 2),
             C.transpose(1, 2),
             self.D.float(),
-            z=z.transpose(1, 2),
-            delta_bias=self.dt_proj.bias.float(),
-            delta_softplus=True,
-            backend=self.backend,
+            z.transpose(1, 2),
+            self.dt_proj.bias.float(),
+            True,  # delta_softplus
         )
         return self.out_proj(y.transpose(1, 2))
 
-    def allocate_inference_cache(self, batch_size, dtype=None, device=None):
-        """Zero states for :meth:`step`: conv_state (batch, d_inner, d_conv) and
-        ssm_state (batch, d_inner, d_state)."""
-        device = device or self.in_proj.weight.device
-        dtype = dtype or self.in_proj.weight.dtype
-        conv_state = torch.zeros(batch_size, self.d_inner, self.d_conv, device=device, dtype=dtype)
-        ssm_state = torch.zeros(batch_size, self.d_inner, self.d_state, device=device, dtype=dtype)
+    def allocate_inference_cache(self, batch_size, max_seqlen, dtype=None, **kwargs):
+        """Zero states for :meth:`step`, with mamba-ssm's signature (``max_seqlen`` is unused: the
+        states do not grow with the sequence): conv_state (batch, d_inner, d_conv) in the conv's
+        dtype and ssm_state (batch, d_inner, d_state) in dt_proj's, unless ``dtype`` is given."""
+        device = self.out_proj.weight.device
+        conv_dtype = self.conv1d.weight.dtype if dtype is None else dtype
+        ssm_dtype = self.dt_proj.weight.dtype if dtype is None else dtype
+        conv_state = torch.zeros(batch_size, self.d_inner, self.d_conv, device=device, dtype=conv_dtype)
+        ssm_state = torch.zeros(batch_size, self.d_inner, self.d_state, device=device, dtype=ssm_dtype)
         return conv_state, ssm_state
 
     def step(self, hidden_states, conv_state, ssm_state):

@@ -2,18 +2,22 @@
 above them."""
 
 from recbole_mamba.ops.scan import (
+    BACKEND_NAMES,
     BACKENDS,
     CpuKernelUnavailable,
     CudaBackendUnavailable,
+    choose_backend,
     resolve_backend,
     selective_scan,
     selective_scan_ref,
 )
 
 __all__ = [
+    "BACKEND_NAMES",
     "BACKENDS",
     "CpuKernelUnavailable",
     "CudaBackendUnavailable",
+    "choose_backend",
     "resolve_backend",
     "selective_scan",
     "selective_scan_ref",

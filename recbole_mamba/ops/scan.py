@@ -16,7 +16,7 @@ Backends:
 
 - ``ref``: :func:`selective_scan_ref`, a plain step-by-step loop written from the equations above.
   It is the test oracle; autograd differentiates it.
-- ``torch``: :class:`SelectiveScanFn`, an autograd Function with a hand-written backward. The forward
+- ``torch``: :class:`TorchScanFn`, an autograd Function with a hand-written backward. The forward
   keeps only the states at chunk boundaries; the backward recomputes each chunk's states and runs
   the adjoint recurrence in reverse. Activation memory is O(batch*L*dim + batch*(L/T)*dim*d_state);
   no (batch, L, dim, d_state) tensor is ever materialised.
@@ -24,8 +24,13 @@ Backends:
   at first use with the system's C compiler (one row of (batch, dim) at a time, the state in
   registers, elementwise functions vectorised); saves only its inputs for backward.
 - ``cuda``: mamba-ssm's fused kernel (``pip install recbole-mamba[cuda]`` on a CUDA machine).
-- ``auto``: ``cuda`` when mamba-ssm imports and the tensors are on a CUDA device; on a CPU ``cpu``
-  where its kernel compiles, else ``torch``.
+- ``auto``: the first of :data:`AUTO_ORDER` that runs on the tensors' device and is available:
+  ``cuda`` when mamba-ssm imports and the tensors are on a CUDA device; on a CPU ``cpu`` where its
+  kernel compiles; else ``torch``.
+
+:data:`BACKENDS` is the one table of them (name -> :class:`Backend`: function, devices,
+availability check, error); :func:`choose_backend` resolves a name once, and the Mamba mixer keeps
+the result per device.
 
 Any strides are accepted; the ``torch`` backend works time-major internally, so (batch, dim, L)
 views of time-major (batch, L, dim) tensors avoid copies.
@@ -34,13 +39,14 @@ The recurrence runs left to right, so outputs at position t never depend on inpu
 RecBole's right padding, padded positions never change the outputs at real positions.
 """
 
+from dataclasses import dataclass
+from typing import Callable, Optional
+
 import torch
 import torch.nn.functional as F
 
 from recbole_mamba.ops import scan_cpu
 from recbole_mamba.ops.scan_cpu import CpuKernelUnavailable
-
-BACKENDS = ("auto", "cuda", "cpu", "torch", "ref")
 
 # Elements of one (batch rows, time steps, dim, d_state) work buffer: 4 MiB in float32, so each of
 # two threads works on about one L2 cache's worth (measured best on a 2-core EPYC, 2 MiB L2 each;
@@ -62,34 +68,88 @@ def _mamba_ssm_scan():
     return selective_scan_fn
 
 
-def resolve_backend(backend, device):
-    """The concrete backend ('cuda', 'cpu', 'torch' or 'ref') for ``backend`` on ``device``."""
-    if backend not in BACKENDS:
-        raise ValueError(f"mamba_backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+def _cuda_unavailable():
+    if _mamba_ssm_scan() is None:
+        return ("mamba_backend=cuda needs mamba-ssm's CUDA kernels, which are not importable here. "
+                "On a machine with CUDA, install them with: pip install 'recbole-mamba[cuda]' "
+                "(or use mamba_backend=auto / torch).")
+    return None
+
+
+def _cuda_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    return _mamba_ssm_scan()(u, delta, A, B, C, D, z, delta_bias, delta_softplus, True)
+
+
+def _cpu_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    return scan_cpu.CpuScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def _torch_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    return TorchScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def _ref_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, True)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way of computing the scan.
+
+    ``scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> (out, last_state)``;
+    ``device_types``: the tensors it runs on (None: any); ``unavailable() -> None | str``: why it
+    cannot run on this machine; ``error``: raised with that reason when it is asked for by name.
+    """
+
+    scan: Callable
+    device_types: Optional[tuple] = None
+    unavailable: Callable[[], Optional[str]] = lambda: None
+    error: type = RuntimeError
+
+
+BACKENDS = {
+    "cuda": Backend(_cuda_scan, ("cuda",), _cuda_unavailable, CudaBackendUnavailable),
+    "cpu": Backend(_cpu_scan, ("cpu",), scan_cpu.unavailable_reason, CpuKernelUnavailable),
+    "torch": Backend(_torch_scan),
+    "ref": Backend(_ref_scan),
+}
+AUTO_ORDER = ("cuda", "cpu", "torch")  # ``auto``: the first that runs on the device and is available
+BACKEND_NAMES = ("auto", *BACKENDS)
+
+
+def choose_backend(backend, device):
+    """``(name, skipped)``: the concrete backend for ``backend`` on ``device``, and for ``auto``
+    the reasons of the backends for that device that were passed over (for the log)."""
+    if backend not in BACKEND_NAMES:
+        raise ValueError(f"mamba_backend must be one of {', '.join(BACKEND_NAMES)}; got {backend!r}")
     device = torch.device(device)
     if backend == "auto":
-        if device.type == "cuda":
-            return "cuda" if _mamba_ssm_scan() is not None else "torch"
-        return "cpu" if device.type == "cpu" and scan_cpu.unavailable_reason() is None else "torch"
-    if backend == "cpu":
-        if device.type != "cpu":
-            raise CpuKernelUnavailable(
-                f"mamba_backend=cpu runs on CPU tensors, got {device}; use auto, cuda or torch."
-            )
-        scan_cpu.library()  # raises CpuKernelUnavailable, saying why
-    if backend == "cuda":
-        if _mamba_ssm_scan() is None:
-            raise CudaBackendUnavailable(
-                "mamba_backend=cuda needs mamba-ssm's CUDA kernels, which are not importable here. "
-                "On a machine with CUDA, install them with: pip install 'recbole-mamba[cuda]' "
-                "(or use mamba_backend=auto / torch)."
-            )
-        if device.type != "cuda":
-            raise CudaBackendUnavailable(
-                f"mamba_backend=cuda needs tensors on a CUDA device, got {device}; "
-                "use mamba_backend=auto or torch on CPU."
-            )
-    return backend
+        skipped = []
+        for name in AUTO_ORDER:
+            candidate = BACKENDS[name]
+            if candidate.device_types and device.type not in candidate.device_types:
+                continue
+            reason = candidate.unavailable()
+            if reason is None:
+                return name, skipped
+            skipped.append(reason)
+        raise AssertionError("the torch backend runs everywhere")
+    chosen = BACKENDS[backend]
+    reason = chosen.unavailable()
+    if reason is not None:
+        raise chosen.error(reason)
+    if chosen.device_types and device.type not in chosen.device_types:
+        raise chosen.error(
+            f"mamba_backend={backend} runs on {'/'.join(t.upper() for t in chosen.device_types)} "
+            f"tensors, got {device}; use mamba_backend=auto or torch."
+        )
+    return backend, []
+
+
+def resolve_backend(backend, device):
+    """The concrete backend name ('cuda', 'cpu', 'torch' or 'ref') for ``backend`` on ``device``;
+    raises the backend's error, saying why, where a named backend cannot run."""
+    return choose_backend(backend, device)[0]
 
 
 def selective_scan(
@@ -106,20 +166,9 @@ def selective_scan(
     backend="auto",
 ):
     """Selective scan; returns ``out`` (batch, dim, L), and the last state (batch, dim, d_state)
-    too when ``return_last_state``."""
-    backend = resolve_backend(backend, u.device)
-    if backend == "cuda":
-        return _mamba_ssm_scan()(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
-        )
-    if backend == "ref":
-        return selective_scan_ref(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
-        )
-    scan_fn = scan_cpu.CpuScanFn if backend == "cpu" else SelectiveScanFn
-    out, last_state = scan_fn.apply(
-        u, delta, A, B, C, D, z, delta_bias, delta_softplus
-    )
+    too when ``return_last_state``. ``backend`` is a name of :data:`BACKEND_NAMES`."""
+    scan = BACKENDS[resolve_backend(backend, u.device)].scan
+    out, last_state = scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return (out, last_state) if return_last_state else out
 
 
@@ -267,7 +316,7 @@ def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
     return dt_pre, dt_t, u_t, dt_t * u_t, A.to(ct), B_t, C_t
 
 
-class SelectiveScanFn(torch.autograd.Function):
+class TorchScanFn(torch.autograd.Function):
     """The ``torch`` backend: blocked forward, recomputing backward. See the module docstring.
 
     ``apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> (out, last_state)``.

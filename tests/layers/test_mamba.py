@@ -78,11 +78,35 @@ def test_right_padding_does_not_change_real_positions(backend):
 def test_step_equals_forward(length, backend):
     m = mixer(backend, d_model=32, d_state=16)
     x = torch.randn(2, length, 32)
-    conv_state, ssm_state = m.allocate_inference_cache(2)
+    conv_state, ssm_state = m.allocate_inference_cache(2, length)
     with torch.no_grad():
         full = m(x)
         steps = [m.step(x[:, t : t + 1], conv_state, ssm_state)[0] for t in range(length)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_cache_takes_mamba_ssm_arguments():
+    """Code written for mamba_ssm.Mamba: allocate_inference_cache(batch_size, max_seqlen, dtype)."""
+    m = mixer(d_model=32, d_state=16)
+    conv_state, ssm_state = m.allocate_inference_cache(batch_size=3, max_seqlen=100, dtype=torch.float64)
+    assert conv_state.shape == (3, 64, D_CONV) and ssm_state.shape == (3, 64, 16)
+    assert conv_state.dtype == ssm_state.dtype == torch.float64
+    conv_state, ssm_state = m.allocate_inference_cache(2, 100)
+    assert conv_state.dtype == m.conv1d.weight.dtype and ssm_state.dtype == m.dt_proj.weight.dtype
+
+
+def test_backend_is_resolved_once_per_device(monkeypatch):
+    from recbole_mamba.layers import mamba as mamba_module
+
+    calls = []
+    real = mamba_module.resolve_backend
+    monkeypatch.setattr(mamba_module, "resolve_backend", lambda *a: calls.append(a) or real(*a))
+    m = mixer("auto")
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        for _ in range(3):
+            m(x)
+    assert calls == [("auto", torch.device("cpu"))]
 
 
 def test_backends_agree_on_mixer_outputs_and_grads():
@@ -93,10 +117,13 @@ def test_backends_agree_on_mixer_outputs_and_grads():
         xi = x.clone().requires_grad_()
         y = m(xi)
         y.pow(2).sum().backward()
-        results.append([y.detach(), xi.grad] + [p.grad for p in m.parameters()])
+        results.append({"out": y.detach(), "grad x": xi.grad,
+                        **{f"grad {name}": p.grad for name, p in m.named_parameters()}})
+    assert len(results[0]) == 2 + len(MAMBA_SSM_SHAPES)
     for fast in results[1:]:
-        for a, b in zip(fast, results[0]):
-            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+        assert list(fast) == list(results[0])
+        for name, value in fast.items():
+            torch.testing.assert_close(value, results[0][name], rtol=1e-8, atol=1e-10, msg=name)
 
 
 @pytest.mark.parametrize("block_type", ["mamba", "mamba_ffn"])

@@ -110,14 +110,31 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(scan_cpu, "_SEGMENT_ELEMENTS", 3)
 
 
+INPUT_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
 def grads_of(backend, inputs, options, cotangent):
+    """{'out', 'last_state', 'grad <input>' for every input given}: what a backend computes."""
     for t in inputs.values():
         t.grad = None
     args = call_args(inputs, **options)
     out, last = selective_scan(*args, return_last_state=True, backend=backend)
     (out * cotangent).sum().backward()
-    used = [a for a in args[:8] if a is not None]
-    return [out.detach(), last.detach()] + [a.grad.clone() for a in used]
+    results = {"out": out.detach(), "last_state": last.detach()}
+    for name, arg in zip(INPUT_NAMES, args[:8], strict=True):
+        if arg is not None:
+            results[f"grad {name}"] = arg.grad.clone()
+    return results
+
+
+def assert_all_close(got, expected, rtol):
+    """Every output and gradient, by name, within ``rtol`` of the largest expected magnitude."""
+    assert list(got) == list(expected)
+    for name, a in got.items():
+        b = expected[name]
+        scale = b.abs().max().clamp_min(1e-12)
+        error = ((a - b).abs().max() / scale).item()
+        assert error < rtol, f"{name}: relative error {error:.2e} >= {rtol:.0e}"
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -129,12 +146,22 @@ def test_fast_backends_equal_ref(backend, shape, options, dtype, rtol, small_blo
     cotangent = torch.randn(shape[0], shape[1], shape[3], dtype=dtype, generator=torch.Generator().manual_seed(1))
     ref = grads_of("ref", inputs, options, cotangent)
     fast = grads_of(backend, inputs, options, cotangent)
-    for name, a, b in zip(["out", "last_state", "grads..."], fast, ref):
-        scale = b.abs().max().clamp_min(1e-12)
-        assert ((a - b).abs().max() / scale).item() < rtol, name
+    given = sum(options[k] for k in ("use_D", "use_z", "use_bias"))
+    assert len(ref) == 2 + 5 + given  # out, last_state, u/delta/A/B/C and the optional inputs
+    assert_all_close(fast, ref, rtol)
 
 
-@pytest.mark.parametrize("scan_fn", [scan_module.SelectiveScanFn, scan_cpu.CpuScanFn])
+def test_equality_check_sees_every_gradient():
+    """A wrong gradient of the last input (delta_bias) fails the comparison, naming it."""
+    inputs = make_inputs(2, 3, 4, 5)
+    cotangent = torch.randn(2, 3, 5, dtype=torch.float64)
+    ref = grads_of("ref", inputs, OPTION_SETS[0], cotangent)
+    broken = dict(ref, **{"grad delta_bias": ref["grad delta_bias"] * 1.01})
+    with pytest.raises(AssertionError, match="grad delta_bias"):
+        assert_all_close(broken, ref, 1e-8)
+
+
+@pytest.mark.parametrize("scan_fn", [scan_module.TorchScanFn, scan_cpu.CpuScanFn])
 def test_gradcheck(scan_fn, small_blocks):
     inputs = make_inputs(2, 3, 2, 7)
     args = tuple(inputs[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"))
