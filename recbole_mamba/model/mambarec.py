@@ -7,6 +7,7 @@ Reference: "State-Space Models for Large Sequence Modeling in Sequential Recomme
 import torch
 from torch import nn
 
+from recbole_mamba.errors import ConfigError
 from recbole_mamba.layers import MambaBlock
 from recbole_mamba.model.next_item import NextItemRecommender
 
@@ -30,7 +31,8 @@ class MambaRec(NextItemRecommender):
         self.LayerNorm = nn.LayerNorm(self.hidden_size, eps=config["layer_norm_eps"])
         residual = config["residual"] if config["residual"] is not None else True
         if not residual and self.n_layers > 1:
-            raise ValueError("residual: False is only supported with n_layers: 1")
+            raise ConfigError("residual: False is only supported with n_layers: 1")
+        block_type = self.config_choice(config, "block_type", MambaBlock.BLOCK_TYPES)
         self.blocks = nn.ModuleList(
             MambaBlock(
                 self.hidden_size,
@@ -38,7 +40,7 @@ class MambaRec(NextItemRecommender):
                 d_conv=config["d_conv"],
                 expand=config["expand"],
                 dropout=self.dropout_prob,
-                block_type=config["block_type"],
+                block_type=block_type,
                 residual=residual,
                 inner_size=config["inner_size"],
                 hidden_act=config["hidden_act"],

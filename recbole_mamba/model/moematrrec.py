@@ -62,6 +62,7 @@ class MoEMaTrRec(NextItemRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         backend = self.mamba_backend(config)
+        self.config_choice(config, "gate_type", ExpertGate.GATE_TYPES)
         self.position_embedding = nn.Embedding(self.max_seq_length, self.hidden_size)
         self.LayerNorm = nn.LayerNorm(self.hidden_size, eps=config["layer_norm_eps"])
         self.dropout = nn.Dropout(config["hidden_dropout_prob"])

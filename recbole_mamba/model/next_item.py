@@ -6,10 +6,11 @@ import torch
 from torch import nn
 
 from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.model.loss import BPRLoss
 
+from recbole_mamba.errors import ConfigError
 from recbole_mamba.layers import Mamba
-from recbole_mamba.ops import resolve_backend, scan_cpu
+from recbole_mamba.model.losses import LOSS_TYPES, SAMPLED_LOSSES, next_item_loss
+from recbole_mamba.ops import choose_backend
 
 
 class NextItemRecommender(SequentialRecommender):
@@ -20,35 +21,33 @@ class NextItemRecommender(SequentialRecommender):
     the dot product with i's embedding (``self.item_embedding``, (n_items, hidden_size), created
     here), as in RecBole's SASRec.
 
-    Losses: ``CE`` (softmax over all items), ``BPR`` and ``BCE`` (binary cross-entropy on the
-    positive and one sampled negative, as RecMamba and SASRec.pytorch train); the plugin's config
-    gives BPR and BCE one uniformly sampled negative per row unless ``train_neg_sample_args`` says
-    otherwise.
+    Losses (:mod:`recbole_mamba.model.losses`): ``CE`` (softmax over all items), ``BPR`` and
+    ``BCE`` (on the positive and one sampled negative, as RecMamba and SASRec.pytorch train); the
+    plugin's config gives BPR and BCE one uniformly sampled negative per row unless
+    ``train_neg_sample_args`` says otherwise.
     """
-
-    LOSS_TYPES = ("CE", "BPR", "BCE")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.loss_type = config["loss_type"]
-        if self.loss_type not in self.LOSS_TYPES:
-            raise ValueError(f"loss_type must be one of {self.LOSS_TYPES}, got {self.loss_type!r}")
-        self.loss_fct = {
-            "CE": nn.CrossEntropyLoss,
-            "BPR": BPRLoss,
-            "BCE": nn.BCEWithLogitsLoss,
-        }[self.loss_type]()
+        self.loss_type = self.config_choice(config, "loss_type", LOSS_TYPES)
         self.hidden_size = config["hidden_size"]
         self.initializer_range = config["initializer_range"]
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
 
+    @staticmethod
+    def config_choice(config, key, choices):
+        """``config[key]``, which must be one of ``choices`` (else a :class:`ConfigError`)."""
+        value = config[key]
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+
     def mamba_backend(self, config):
-        """The configured ``mamba_backend``, after logging what it resolves to on this device."""
+        """The configured ``mamba_backend``, after logging what it resolves to on this device
+        (and, for ``auto``, why faster backends were passed over)."""
         backend = config["mamba_backend"]
-        resolved = resolve_backend(backend, config["device"])
-        why = ""
-        if resolved == "torch" and backend == "auto" and torch.device(config["device"]).type == "cpu":
-            why = f" ({scan_cpu.unavailable_reason()})"
+        resolved, skipped = choose_backend(backend, config["device"])
+        why = f" ({'; '.join(skipped)})" if skipped else ""
         getLogger().info(f"{type(self).__name__}: mamba_backend={backend} -> {resolved}{why}")
         return backend
 
@@ -78,18 +77,11 @@ class NextItemRecommender(SequentialRecommender):
         return self.gather_indexes(self.encode(item_seq), item_seq_len - 1)
 
     def calculate_loss(self, interaction):
+        """The loss at each row's last position (``train_mode: prefix``)."""
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        pos_items = interaction[self.POS_ITEM_ID]
-        if self.loss_type in ("BPR", "BCE"):
-            pos_score = (seq_output * self.item_embedding(pos_items)).sum(-1)
-            neg_score = (seq_output * self.item_embedding(interaction[self.NEG_ITEM_ID])).sum(-1)
-            if self.loss_type == "BPR":
-                return self.loss_fct(pos_score, neg_score)
-            scores = torch.cat([pos_score, neg_score])
-            labels = torch.cat([torch.ones_like(pos_score), torch.zeros_like(neg_score)])
-            return self.loss_fct(scores, labels)
-        logits = torch.matmul(seq_output, self.item_embedding.weight.transpose(0, 1))
-        return self.loss_fct(logits, pos_items)
+        negatives = interaction[self.NEG_ITEM_ID] if self.loss_type in SAMPLED_LOSSES else None
+        return next_item_loss(seq_output, interaction[self.POS_ITEM_ID], self.item_embedding.weight,
+                              self.loss_type, negatives)
 
     def predict(self, interaction):
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

@@ -3,15 +3,15 @@
 A row holds a user's history ``item_seq`` (B, L), right-padded, with length ``l`` and the target
 that follows it. Position t < l-1 predicts ``item_seq[t+1]``, position l-1 predicts the target;
 padding positions are ignored. The hidden state of every position comes from the model's
-``encode`` (the plugin's models) or from a thin adapter over RecBole's SASRec and GRU4Rec.
+``encode`` (the plugin's models) or from a thin adapter over a RecBole model
+(:data:`RECBOLE_ADAPTERS`); the loss itself is :func:`recbole_mamba.model.losses.next_item_loss`,
+the same as last-position training.
 """
 
 import torch
-import torch.nn.functional as F
-from recbole.model.sequential_recommender import GRU4Rec, SASRec
-from torch.utils.checkpoint import checkpoint
 
-LOGITS_PER_CHUNK = 1 << 22  # CE: positions x items scored at once (float32: 16 MiB)
+from recbole_mamba.model.losses import SAMPLED_LOSSES, next_item_loss, sample_negatives
+from recbole_mamba.registry import recbole_sequential_package
 
 
 def _sasrec_hidden(model, item_seq):
@@ -29,18 +29,27 @@ def _gru4rec_hidden(model, item_seq):
     return model.dense(output)
 
 
+# RecBole models trained on all positions: class -> (model, item_seq (B, L)) -> (B, L, H).
+# Each copies the model's forward up to its last-position gather; tests check that its last
+# position equals the model's own forward.
+_seq = recbole_sequential_package()
+RECBOLE_ADAPTERS = {_seq.SASRec: _sasrec_hidden, _seq.GRU4Rec: _gru4rec_hidden}
+
+
+def supports_all_positions(model_class):
+    """Whether ``model_class`` gives per-position states: the plugin's models (``encode``) and the
+    RecBole models of :data:`RECBOLE_ADAPTERS`."""
+    return hasattr(model_class, "encode") or model_class in RECBOLE_ADAPTERS
+
+
 def per_position_hidden(model, item_seq):
     """(B, L) -> (B, L, H), the state at every position, causal."""
     if hasattr(model, "encode"):
         return model.encode(item_seq)
-    if isinstance(model, SASRec):
-        return _sasrec_hidden(model, item_seq)
-    if isinstance(model, GRU4Rec):
-        return _gru4rec_hidden(model, item_seq)
-    raise NotImplementedError(
-        f"train_mode all_positions needs per-position outputs: supported are the plugin's models, "
-        f"SASRec and GRU4Rec, not {type(model).__name__}"
-    )
+    adapter = RECBOLE_ADAPTERS.get(type(model))
+    if adapter is None:
+        raise NotImplementedError(f"no per-position states for {type(model).__name__}")
+    return adapter(model, item_seq)
 
 
 def position_targets(item_seq, lengths, target):
@@ -51,47 +60,14 @@ def position_targets(item_seq, lengths, target):
     return targets, mask
 
 
-def sample_negatives(positives, n_items, generator=None):
-    """One uniform item in [1, n_items) per positive, never equal to it."""
-    negatives = torch.randint(1, n_items, positives.shape, device=positives.device, generator=generator)
-    clash = negatives == positives
-    while clash.any():
-        negatives[clash] = torch.randint(1, n_items, (int(clash.sum()),), device=positives.device,
-                                         generator=generator)
-        clash = negatives == positives
-    return negatives
-
-
-def _ce_sum(hidden, targets, items):
-    return F.cross_entropy(hidden @ items.T, targets, reduction="sum")
-
-
 def all_positions_loss(model, interaction, loss_type):
-    """Mean next-item loss over every real position of the batch's rows.
-
-    CE: softmax over all items, computed in chunks whose logits are recomputed in backward, so
-    memory stays O(chunk x items). BPR/BCE: one uniformly sampled negative per position,
-    never the positive.
-    """
+    """Mean next-item loss over every real position of the batch's rows; BPR and BCE get one
+    uniformly sampled negative per position, never the positive."""
     item_seq = interaction[model.ITEM_SEQ]
     lengths = interaction[model.ITEM_SEQ_LEN]
     hidden = per_position_hidden(model, item_seq)
     targets, mask = position_targets(item_seq, lengths, interaction[model.POS_ITEM_ID])
     hidden, targets = hidden[mask], targets[mask]  # (N, H), (N,)
     items = model.item_embedding.weight
-    if loss_type == "CE":
-        chunk = max(1, LOGITS_PER_CHUNK // items.size(0))
-        total = sum(
-            checkpoint(_ce_sum, hidden[i:i + chunk], targets[i:i + chunk], items, use_reentrant=False)
-            for i in range(0, len(targets), chunk)
-        )
-        return total / len(targets)
-    negatives = sample_negatives(targets, items.size(0))
-    pos = (hidden * items[targets]).sum(-1)
-    neg = (hidden * items[negatives]).sum(-1)
-    if loss_type == "BPR":
-        return -F.logsigmoid(pos - neg).mean()
-    if loss_type == "BCE":
-        return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
-                + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))) / 2
-    raise ValueError(f"loss_type must be CE, BPR or BCE, got {loss_type!r}")
+    negatives = sample_negatives(targets, items.size(0)) if loss_type in SAMPLED_LOSSES else None
+    return next_item_loss(hidden, targets, items, loss_type, negatives)

@@ -1,0 +1,74 @@
+"""One home for the losses: last-position training (``calculate_loss``) and all-position training
+compute CE, BPR and BCE with the same code; the RecBole adapters agree with RecBole's forward."""
+
+import pytest
+import torch
+from recbole.data.interaction import Interaction
+
+from recbole_mamba.config import RecboleMambaConfig
+from recbole_mamba.data import create_dataset
+from recbole_mamba.model.losses import next_item_loss
+from recbole_mamba.registry import get_model
+from recbole_mamba.trainer import all_positions
+from recbole_mamba.trainer.all_positions import RECBOLE_ADAPTERS, all_positions_loss, per_position_hidden
+
+L = 12
+
+
+def make(tiny_data_path, model, **overrides):
+    config = RecboleMambaConfig(model, "ml-tiny", config_dict={
+        "data_path": tiny_data_path, "hidden_size": 16, "embedding_size": 16, "inner_size": 32,
+        "MAX_ITEM_LIST_LENGTH": L, **overrides})
+    torch.manual_seed(0)
+    return get_model(model)(config, create_dataset(config)).eval()
+
+
+@pytest.mark.parametrize("model_name", ["MambaRec", "RecMamba", "MoEMaTrRec"])
+@pytest.mark.parametrize("loss_type", ["CE", "BPR", "BCE"])
+def test_all_positions_loss_on_rows_of_length_one_is_the_last_position_loss(
+        model_name, loss_type, tiny_data_path, monkeypatch):
+    model = make(tiny_data_path, model_name, loss_type=loss_type)
+    g = torch.Generator().manual_seed(3)
+    seq = torch.zeros(6, L, dtype=torch.long)
+    seq[:, 0] = torch.randint(1, model.n_items, (6,), generator=g)
+    rows = Interaction({
+        model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: torch.ones(6, dtype=torch.long),
+        model.POS_ITEM_ID: torch.randint(1, model.n_items, (6,), generator=g),
+        model.NEG_ITEM_ID: torch.randint(1, model.n_items, (6,), generator=g),
+    })
+    # the all-position loss draws its own negatives: give it the rows' ones
+    monkeypatch.setattr(all_positions, "sample_negatives", lambda positives, n: rows[model.NEG_ITEM_ID])
+    last = model.calculate_loss(rows)
+    every = all_positions_loss(model, rows, loss_type)
+    torch.testing.assert_close(every, last, rtol=1e-6, atol=1e-7)
+
+
+def test_loss_formulas():
+    hidden = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    items = torch.tensor([[0.0, 0.0], [1.0, 1.0], [-1.0, 0.5]])
+    targets, negatives = torch.tensor([1, 2]), torch.tensor([2, 1])
+    pos, neg = torch.tensor([1.0, 1.0]), torch.tensor([-1.0, 2.0])
+    logits = hidden @ items.T
+    torch.testing.assert_close(next_item_loss(hidden, targets, items, "CE"),
+                               torch.nn.functional.cross_entropy(logits, targets))
+    torch.testing.assert_close(next_item_loss(hidden, targets, items, "BPR", negatives),
+                               -torch.log(torch.sigmoid(pos - neg)).mean())
+    bce = (-torch.log(torch.sigmoid(pos)) - torch.log(1 - torch.sigmoid(neg))).mean() / 2
+    torch.testing.assert_close(next_item_loss(hidden, targets, items, "BCE", negatives), bce)
+    with pytest.raises(ValueError, match="needs one sampled negative"):
+        next_item_loss(hidden, targets, items, "BPR")
+
+
+@pytest.mark.parametrize("model_class", list(RECBOLE_ADAPTERS), ids=lambda c: c.__name__)
+def test_adapter_last_position_is_recbole_s_forward(model_class, tiny_data_path):
+    """The adapters copy RecBole's forward up to its gather: this fails the day they disagree."""
+    model = make(tiny_data_path, model_class.__name__, n_layers=2)
+    g = torch.Generator().manual_seed(4)
+    seq = torch.randint(1, model.n_items, (5, L), generator=g)
+    lengths = torch.tensor([1, 4, 7, L - 1, L])
+    for i, n in enumerate(lengths):
+        seq[i, n:] = 0  # right padding, as RecBole's rows
+    with torch.no_grad():
+        expected = model.forward(seq, lengths)
+        hidden = per_position_hidden(model, seq)
+    torch.testing.assert_close(model.gather_indexes(hidden, lengths - 1), expected, rtol=1e-6, atol=1e-6)
