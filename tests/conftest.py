@@ -7,6 +7,7 @@ import pytest
 import recbole
 
 ML100K = Path(recbole.__file__).parent / "dataset_example" / "ml-100k" / "ml-100k.inter"
+ML100K_ITEMS = ML100K.with_suffix(".item")
 TINY_USERS = 60
 TINY_CONFIG = {
     "hidden_size": 16,
@@ -30,6 +31,23 @@ def tiny_data_path(tmp_path_factory):
         dst.writelines(line for line in src if int(line.split("\t", 1)[0]) <= TINY_USERS)
     (folder / "ml-tiny.yaml").write_text(
         "load_col:\n  inter: [user_id, item_id, rating, timestamp]\n"
+    )
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def featured_data_path(tmp_path_factory):
+    """A data_path holding ``ml-tiny``: the first 20 users of ml-100k with ml-100k's item
+    features (``class``, for RecBole's feature models), as RecBole's own ml-100k config loads them."""
+    root = tmp_path_factory.mktemp("featured_atomics")
+    folder = root / "ml-tiny"
+    folder.mkdir()
+    with open(ML100K) as src, open(folder / "ml-tiny.inter", "w") as dst:
+        dst.write(src.readline())
+        dst.writelines(line for line in src if int(line.split("\t", 1)[0]) <= 20)
+    (folder / "ml-tiny.item").write_bytes(ML100K_ITEMS.read_bytes())
+    (folder / "ml-tiny.yaml").write_text(
+        "load_col:\n  inter: [user_id, item_id, timestamp]\n  item: [item_id, class]\n"
     )
     return str(root)
 
