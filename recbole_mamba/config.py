@@ -4,24 +4,39 @@ Merge order (later wins), as RecBole's own: RecBole's defaults < plugin defaults
 (``properties/overall.yaml``) < model yaml (``properties/model/<Model>.yaml``) < dataset yaml
 (``properties/dataset/<dataset>.yaml``, then ``<data_path>/<dataset>/<dataset>.yaml`` written by the
 converters) < user config files < config dict < command-line ``--key=value``.
+
+Checked here, each with one :class:`ConfigError` line: the model and dataset names (a name that
+prefixes exactly one converted dataset, e.g. ``kuairand`` for ``kuairand-2k``, resolves to it),
+the columns the protocol needs in a dataset's ``.inter`` header, and the type of every given value
+against its default.
 """
 
+import copy
+import json
+import numbers
 import os
 from pathlib import Path
 
 from recbole.config import Config
 from recbole.utils import InputType
 
-from recbole_mamba.registry import get_model
+from recbole_mamba.errors import ConfigError
+from recbole_mamba.model.losses import SAMPLED_LOSSES
+from recbole_mamba.ops import BACKEND_NAMES
+from recbole_mamba.registry import FEATURE_MODELS, get_model
 
-SAMPLED_LOSSES = ("BPR", "BCE")  # losses trained on a positive and sampled negatives
-TRAIN_MODES = ("prefix", "all_positions")
+PREFIX, ALL_POSITIONS, AUTO = "prefix", "all_positions", "auto"
+TRAIN_MODES = (PREFIX, ALL_POSITIONS)
 ALL_POSITIONS_ABOVE = 200  # train_mode auto: all_positions when MAX_ITEM_LIST_LENGTH is longer
 EMBEDDED_DATASET = "ml-100k"  # ships inside the recbole wheel (recbole/dataset_example/ml-100k)
+CHOICES = {"mamba_backend": BACKEND_NAMES, "train_mode": (AUTO, *TRAIN_MODES)}
+# how to make a dataset that is missing, by the start of its name
+CONVERTERS = {
+    "kuairand": "python -m recbole_mamba.atomics kuairand log_standard_*.csv log_random_*.csv --max-len 2000",
+    "lfm1b": "python -m recbole_mamba.atomics lfm1b LFM-1b_LEs.txt --max-len 1000",
+}
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot work, with a message that says how to fix it."""
+__all__ = ["ConfigError", "RecboleMambaConfig", "model_config_file", "plugin_config_files"]
 
 
 def properties_dir():
@@ -33,16 +48,26 @@ def properties_dir():
 
 
 def model_config_file(model_name):
-    """Path of a plugin model's yaml defaults, for use with plain RecBole's ``Config``."""
+    """Path of a plugin model's yaml defaults."""
     path = properties_dir() / "model" / f"{model_name}.yaml"
     if not path.is_file():
         raise ConfigError(f"no plugin defaults for model {model_name!r} (looked for {path})")
     return str(path)
 
 
+def plugin_config_files(model_name):
+    """The plugin's yaml defaults for ``model_name``, in merge order (``overall.yaml``, then the
+    model's own), for ``config_file_list`` of plain RecBole's ``Config``."""
+    return [str(properties_dir() / "overall.yaml"), model_config_file(model_name)]
+
+
 def default_data_path():
     """RecBole ``data_path`` of the plugin: ``dataset_atomics/`` in the working directory."""
     return os.path.abspath("dataset_atomics")
+
+
+def _inter_file(data_path, name):
+    return os.path.join(data_path, name, f"{name}.inter")
 
 
 def available_datasets(data_path=None):
@@ -51,12 +76,36 @@ def available_datasets(data_path=None):
     data_path = data_path or default_data_path()
     names = {EMBEDDED_DATASET}
     if os.path.isdir(data_path):
-        names.update(
-            name
-            for name in os.listdir(data_path)
-            if os.path.isfile(os.path.join(data_path, name, f"{name}.inter"))
-        )
+        names.update(name for name in os.listdir(data_path) if os.path.isfile(_inter_file(data_path, name)))
     return sorted(names)
+
+
+def resolve_dataset(name, data_path):
+    """The dataset to load for ``name``: itself where ``data_path/name/name.inter`` exists (or it
+    is the embedded one), else the one converted dataset whose name starts with ``name-`` (a
+    default conversion of KuaiRand is ``kuairand-2k``). Otherwise a :class:`ConfigError` that says
+    where it looked and how to make the dataset."""
+    if name == EMBEDDED_DATASET or os.path.isfile(_inter_file(data_path, name)):
+        return name
+    available = available_datasets(data_path)
+    candidates = [d for d in available if d.startswith(f"{name}-")]
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        raise ConfigError(
+            f"dataset {name!r} could be any of {', '.join(candidates)} (in {data_path}); "
+            f"name one, e.g. --dataset={candidates[0]}"
+        )
+    converter = next((cmd for base, cmd in CONVERTERS.items() if name.startswith(base)), None)
+    if converter and os.path.abspath(data_path) != default_data_path():
+        converter += f" --output-dir {data_path}"
+    make = (f"make it with: {converter}" if converter else
+            f"put RecBole atomic files there ({name}.inter with a header such as "
+            "user_id:token item_id:token timestamp:float; see dataset_atomics/README.md)")
+    raise ConfigError(
+        f"unknown dataset {name!r}: no {name}.inter in {os.path.join(data_path, name)}; {make}; "
+        f"available: {', '.join(available)}"
+    )
 
 
 def parse_cmd_args(args):
@@ -72,12 +121,48 @@ def parse_cmd_args(args):
     return parsed
 
 
+def _type_mismatch(value, default):
+    """The expected type's name where ``value`` cannot stand for ``default``'s type, else None.
+    A default of None says nothing; RecBole wraps a single metric or cut-off in a list, and reads
+    ids and names (str defaults) from numbers too."""
+    if default is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "a boolean (True or False)"
+    if isinstance(default, numbers.Integral):
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        return None if ok else "an integer"
+    if isinstance(default, numbers.Real):
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        return None if ok else "a number"
+    if isinstance(default, str):
+        return None if isinstance(value, (str, numbers.Real)) else "a string"
+    if isinstance(default, (list, tuple)):
+        return None if isinstance(value, (list, tuple, str, numbers.Integral)) else "a list"
+    if isinstance(default, dict):
+        return None if value is None or isinstance(value, dict) else "a dict"
+    return None
+
+
+def read_inter_header(path, separator):
+    """Field names of an atomic file's header (``name:type`` -> ``name``)."""
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\r\n")
+    return [column.split(":", 1)[0] for column in header.split(separator)]
+
+
 class RecboleMambaConfig(Config):
     """``Config(model, dataset, config_file_list, config_dict, cmd_args)``.
 
     Unlike RecBole's Config, command-line overrides come from ``cmd_args`` (a list of
     ``--key=value`` strings) rather than from ``sys.argv``, so the library API never reads the
     caller's command line. ``model`` may be a name (plugin or RecBole model) or a class.
+
+    Attributes beside RecBole's: ``dataset_requested`` (the name asked for, where it resolved to
+    another), ``train_mode_chosen_automatically``, and ``parameters_dict``: every key's value as
+    merged from the yaml files, dict and command line before RecBole derives its own (a
+    checkpoint stores it, and :func:`recbole_mamba.quick_start.load_run` rebuilds the config from
+    it alone).
     """
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=()):
@@ -87,20 +172,30 @@ class RecboleMambaConfig(Config):
     def _load_cmd_line(self):
         return self._convert_config_dict(parse_cmd_args(self._cmd_args))
 
+    def _data_path(self):
+        data_path = self.external_config_dict.get("data_path") or default_data_path()
+        return os.path.abspath(os.path.expanduser(data_path))
+
     def _get_model_and_dataset(self, model, dataset):
         model = model if model is not None else self.external_config_dict.get("model")
         if isinstance(model, str):
             model = get_model(model)
-        return super()._get_model_and_dataset(model, dataset)
+        model, model_class, requested = super()._get_model_and_dataset(model, dataset)
+        if model_class.__module__.startswith("recbole."):
+            get_model(model)  # a RecBole model given as a class: refused ones say why
+        if not isinstance(requested, str):
+            raise ConfigError(f"dataset must be a name, got {requested!r}")
+        dataset = resolve_dataset(requested, self._data_path())
+        self.dataset_requested = requested if dataset != requested else None
+        return model, model_class, dataset
 
     def _plugin_config_files(self, model, dataset):
         props = properties_dir()
-        data_path = self.external_config_dict.get("data_path") or default_data_path()
         return [
             (props / "overall.yaml", False),
             (props / "model" / f"{model}.yaml", False),
             (props / "dataset" / f"{dataset}.yaml", True),
-            (Path(data_path) / dataset / f"{dataset}.yaml", True),
+            (Path(self._data_path()) / dataset / f"{dataset}.yaml", True),
         ]
 
     def _load_internal_config_dict(self, model, model_class, dataset):
@@ -115,48 +210,97 @@ class RecboleMambaConfig(Config):
 
     def _get_final_config_dict(self):
         """RecBole's merge, except that a partial ``eval_args`` (e.g. only ``mode``) updates the
-        defaults key by key instead of replacing them (RecBole would fall back to a random split)."""
+        defaults key by key instead of replacing them (RecBole would fall back to a random split);
+        every given value is checked against its default's type first."""
+        for key, value in self.external_config_dict.items():
+            expected = _type_mismatch(value, self.internal_config_dict.get(key))
+            if expected:
+                raise ConfigError(f"{key} must be {expected}, got {value!r}")
+        for key, choices in CHOICES.items():
+            value = self.external_config_dict.get(key, self.internal_config_dict.get(key))
+            if key in self.external_config_dict and value not in choices:
+                raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
         final = super()._get_final_config_dict()
         internal = self.internal_config_dict.get("eval_args")
         external = self.external_config_dict.get("eval_args")
         if isinstance(internal, dict) and isinstance(external, dict):
             final["eval_args"] = {**internal, **external}
+        self.parameters_dict = {
+            key: copy.deepcopy(value) for key, value in final.items() if _is_plain(value)
+        }
         return final
 
     def _set_train_mode(self):
         """``train_mode``: prefix (RecBole's augmentation), all_positions, or auto/None:
-        all_positions when MAX_ITEM_LIST_LENGTH > 200, else prefix."""
+        all_positions when MAX_ITEM_LIST_LENGTH > ALL_POSITIONS_ABOVE, else prefix."""
         length = self.final_config_dict.get("MAX_ITEM_LIST_LENGTH")
         if not isinstance(length, int) or isinstance(length, bool) or length < 1:
             raise ConfigError(f"MAX_ITEM_LIST_LENGTH must be a positive integer, got {length!r}")
         mode = self.final_config_dict.get("train_mode")
-        self.train_mode_chosen_automatically = mode in (None, "auto")
+        self.train_mode_chosen_automatically = mode in (None, AUTO)
         if self.train_mode_chosen_automatically:
-            mode = "all_positions" if length > ALL_POSITIONS_ABOVE else "prefix"
-        elif mode not in TRAIN_MODES:
-            raise ConfigError(f"train_mode must be one of auto, {', '.join(TRAIN_MODES)}; got {mode!r}")
+            mode = ALL_POSITIONS if length > ALL_POSITIONS_ABOVE else PREFIX
+        if mode == ALL_POSITIONS:
+            from recbole_mamba.trainer.all_positions import supports_all_positions
+
+            if not supports_all_positions(self.model_class):
+                raise ConfigError(
+                    f"train_mode all_positions needs per-position outputs: supported are the "
+                    f"plugin's models, SASRec and GRU4Rec, not {self.model}; use --train_mode=prefix"
+                )
         self.final_config_dict["train_mode"] = mode
 
-    def _set_default_parameters(self):
-        data_path = self.final_config_dict.get("data_path") or default_data_path()
-        self.final_config_dict["data_path"] = os.path.abspath(os.path.expanduser(data_path))
-        if self.dataset != EMBEDDED_DATASET:
-            folder = os.path.join(self.final_config_dict["data_path"], self.dataset)
-            if not os.path.isfile(os.path.join(folder, f"{self.dataset}.inter")):
-                choices = ", ".join(available_datasets(self.final_config_dict["data_path"]))
+    def _check_dataset_files(self, folder):
+        """The ``.inter`` header in ``folder`` has the user, item and time fields (sequential models
+        order each user's interactions by time); they are loaded even where ``load_col`` leaves them
+        out (RecBole's default loads only user and item). Feature models need their item features."""
+        final = self.final_config_dict
+        separator = final.get("field_separator") or "\t"
+        path = os.path.join(folder, f"{self.dataset}.inter")
+        fields = read_inter_header(path, separator)
+        keys = ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD")
+        needed = [final[key] for key in keys]
+        for key in keys:
+            field = final[key]
+            if field not in fields:
+                fix = ("add a timestamp:float column (any increasing number orders the rows), or "
+                       f"name the column that orders them with --TIME_FIELD=<column>"
+                       if key == "TIME_FIELD" else f"rename the column, or set --{key}=<column>")
                 raise ConfigError(
-                    f"unknown dataset {self.dataset!r}: no {self.dataset}.inter in {folder}; "
-                    f"available: {choices}"
+                    f"{path} has no {field!r} column (its columns: {', '.join(fields)}); "
+                    f"sequential models need user, item and time fields: {fix}"
                 )
+        load_col = final.get("load_col")
+        if isinstance(load_col, dict) and isinstance(load_col.get("inter"), list):
+            missing = [field for field in needed if field not in load_col["inter"]]
+            final["load_col"] = {**load_col, "inter": load_col["inter"] + missing}
+        if self.model in FEATURE_MODELS:
+            item_path = os.path.join(folder, f"{self.dataset}.item")
+            have = read_inter_header(item_path, separator) if os.path.isfile(item_path) else []
+            lacking = [f for f in final.get("selected_features") or [] if f not in have]
+            if lacking:
+                raise ConfigError(
+                    f"{self.model} needs the item features {', '.join(lacking)} (selected_features) "
+                    f"in {item_path}, loaded by load_col's item list"
+                )
+
+    def _set_default_parameters(self):
+        data_path = self._data_path()
+        self.final_config_dict["data_path"] = data_path
+        self.parameters_dict["data_path"] = data_path
+        if self.dataset != EMBEDDED_DATASET:
+            self._check_dataset_files(os.path.join(data_path, self.dataset))
         self._set_train_mode()
-        all_positions = self.final_config_dict["train_mode"] == "all_positions"
+        all_positions = self.final_config_dict["train_mode"] == ALL_POSITIONS
         if all_positions:  # negatives are drawn per position by the loss, not by RecBole's sampler
             self.final_config_dict["train_neg_sample_args"] = None
         loss_type = self.final_config_dict.get("loss_type")
-        if loss_type in SAMPLED_LOSSES and not all_positions and not self.final_config_dict.get(
+        pairwise = getattr(self.model_class, "input_type", None) == InputType.PAIRWISE
+        if (loss_type in SAMPLED_LOSSES or pairwise) and not all_positions and not self.final_config_dict.get(
             "train_neg_sample_args"
         ):
-            # BPR and BCE need one sampled negative per row; RecBole leaves it to the user to say so
+            # BPR, BCE and pairwise models need one sampled negative per row; RecBole leaves it to
+            # the user to say so
             self.final_config_dict["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
         super()._set_default_parameters()
         if all_positions:
@@ -164,3 +308,11 @@ class RecboleMambaConfig(Config):
         elif loss_type == "BCE" and not hasattr(self.model_class, "input_type"):
             # RecBole only knows CE (pointwise) and BPR (pairwise); BCE reads pairs like BPR
             self.final_config_dict["MODEL_INPUT_TYPE"] = InputType.PAIRWISE
+
+
+def _is_plain(value):
+    """Whether ``value`` survives JSON as itself (yaml and command-line values do)."""
+    try:
+        return json.loads(json.dumps(value)) == value
+    except (TypeError, ValueError):
+        return False

@@ -1,15 +1,25 @@
 """Config merging, model registry, and use of plugin models through plain RecBole."""
 
-import pytest
-from recbole.config import Config
+from pathlib import Path
 
-from recbole_mamba.config import ConfigError, RecboleMambaConfig, model_config_file, parse_cmd_args
+import pytest
+import torch
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+
+from recbole_mamba.config import (
+    ConfigError,
+    RecboleMambaConfig,
+    model_config_file,
+    parse_cmd_args,
+    plugin_config_files,
+)
 from recbole_mamba.model import MambaRec
-from recbole_mamba.registry import UnknownModelError, get_model
+from recbole_mamba.registry import UnknownModelError, get_model, recbole_sequential_models
 
 
 def test_registry_finds_plugin_and_recbole_models():
-    from recbole.model.sequential_recommender import GRU4Rec, SASRec
+    GRU4Rec, SASRec = recbole_sequential_models()["GRU4Rec"], recbole_sequential_models()["SASRec"]
 
     assert get_model("MambaRec") is MambaRec
     assert get_model("SASRec") is SASRec and get_model("GRU4Rec") is GRU4Rec
@@ -60,10 +70,99 @@ def test_unknown_dataset_lists_choices(tiny_data_path):
         RecboleMambaConfig("MambaRec", "ml-1m", config_dict={"data_path": tiny_data_path})
 
 
-def test_plain_recbole_config_with_plugin_model(monkeypatch):
+@pytest.mark.parametrize("name", ["MambaRec", "RecMamba", "MoEMaTrRec"])
+def test_plugin_model_builds_in_plain_recbole_from_its_own_yaml(name, monkeypatch, tiny_data_path):
+    """Plain RecBole's Config with nothing but the model's yaml (and where the data is): every key
+    the model reads is there, and the model trains on RecBole's dataloaders."""
     monkeypatch.setattr("sys.argv", ["pytest"])
-    config = Config(model=MambaRec, dataset="ml-100k", config_file_list=[model_config_file("MambaRec")])
-    assert config["model"] == "MambaRec" and config["d_state"] == 32
+    model_class = get_model(name)
+    config = Config(model=model_class, dataset="ml-tiny", config_file_list=[model_config_file(name)],
+                    config_dict={"data_path": tiny_data_path, "MAX_ITEM_LIST_LENGTH": 20, "loss_type": "CE",
+                                 "load_col": {"inter": ["user_id", "item_id", "timestamp"]}})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    model = model_class(config, train._dataset)
+    batch = next(iter(train))
+    output = model.forward(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
+    assert output.shape == (len(batch), config["hidden_size"])
+    assert torch.isfinite(model.calculate_loss(batch))
+
+
+def test_plugin_config_files_are_overall_then_model():
+    files = plugin_config_files("RecMamba")
+    assert [Path(f).name for f in files] == ["overall.yaml", "RecMamba.yaml"]
+    assert all(Path(f).is_file() for f in files)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs=abc"], "epochs must be an integer, got 'abc'"),
+    (["--epochs=1.5"], "epochs must be an integer, got 1.5"),
+    (["--learning_rate=fast"], "learning_rate must be a number, got 'fast'"),
+    (["--show_progress=1"], "show_progress must be a boolean (True or False), got 1"),
+    (["--eval_args=full"], "eval_args must be a dict, got 'full'"),
+    (["--mamba_backend=gpu"], "mamba_backend must be one of auto, cuda, cpu, torch, ref; got 'gpu'"),
+    (["--train_mode=all"], "train_mode must be one of auto, prefix, all_positions; got 'all'"),
+])
+def test_values_are_checked_against_their_defaults_type(args, message, tiny_data_path):
+    with pytest.raises(ConfigError) as error:
+        RecboleMambaConfig("MambaRec", "ml-tiny", config_dict={"data_path": tiny_data_path}, cmd_args=args)
+    assert str(error.value) == message
+
+
+def test_values_of_the_right_type_pass(tiny_data_path):
+    config = RecboleMambaConfig("MambaRec", "ml-tiny", config_dict={"data_path": tiny_data_path}, cmd_args=[
+        "--learning_rate=1", "--topk=10", "--metrics=NDCG", "--gpu_id=0", "--show_progress=false"])
+    assert config["learning_rate"] == 1 and config["topk"] == [10] and config["show_progress"] is False
+
+
+def make_dataset(data_path, name, header, rows=(), yaml=None):
+    folder = Path(data_path) / name
+    folder.mkdir(parents=True)
+    (folder / f"{name}.inter").write_text(header + "\n" + "".join(r + "\n" for r in rows))
+    if yaml is not None:
+        (folder / f"{name}.yaml").write_text(yaml)
+    return folder
+
+
+def test_a_name_resolves_to_the_one_converted_dataset_it_prefixes(tmp_path):
+    make_dataset(tmp_path, "kuairand-2k", "user_id:token\titem_id:token\ttimestamp:float")
+    config = RecboleMambaConfig("MambaRec", "kuairand", config_dict={"data_path": str(tmp_path)})
+    assert config["dataset"] == "kuairand-2k" and config.dataset_requested == "kuairand"
+    assert config["data_path"] == str(tmp_path / "kuairand-2k")
+    make_dataset(tmp_path, "kuairand-5k", "user_id:token\titem_id:token\ttimestamp:float")
+    with pytest.raises(ConfigError, match="'kuairand' could be any of kuairand-2k, kuairand-5k"):
+        RecboleMambaConfig("MambaRec", "kuairand", config_dict={"data_path": str(tmp_path)})
+
+
+@pytest.mark.parametrize("name, how", [
+    ("kuairand", "make it with: python -m recbole_mamba.atomics kuairand log_standard_*.csv"),
+    ("lfm1b-1k", "make it with: python -m recbole_mamba.atomics lfm1b LFM-1b_LEs.txt"),
+    ("my-data", "put RecBole atomic files there (my-data.inter with a header such as"),
+])
+def test_unknown_dataset_says_where_it_looked_and_how_to_make_it(name, how, tmp_path):
+    with pytest.raises(ConfigError) as error:
+        RecboleMambaConfig("MambaRec", name, config_dict={"data_path": str(tmp_path)})
+    message = str(error.value)
+    assert f"no {name}.inter in {tmp_path / name}" in message and how in message
+    if name != "my-data":  # not the default data_path: the command writes where it looked
+        assert f"--output-dir {tmp_path}" in message
+
+
+def test_a_plain_atomic_dataset_without_yaml_loads_its_time_field(tmp_path):
+    rows = [f"{u}\t{i}\t{t}" for u in (1, 2, 3) for t, i in enumerate(range(1 + u, 9 + u))]
+    make_dataset(tmp_path, "foo", "user_id:token\titem_id:token\ttimestamp:float", rows)
+    config = RecboleMambaConfig("MambaRec", "foo", config_dict={"data_path": str(tmp_path)})
+    assert config["load_col"] == {"inter": ["user_id", "item_id", "timestamp"]}
+    train, valid, test = data_preparation(config, create_dataset(config))
+    assert len(test._dataset) == 3
+
+
+def test_a_dataset_without_time_field_says_which_file_and_how_to_fix_it(tmp_path):
+    folder = make_dataset(tmp_path, "foo", "user_id:token\titem_id:token", ["1\t2"])
+    with pytest.raises(ConfigError) as error:
+        RecboleMambaConfig("MambaRec", "foo", config_dict={"data_path": str(tmp_path)})
+    assert str(error.value).startswith(
+        f"{folder / 'foo.inter'} has no 'timestamp' column (its columns: user_id, item_id); ")
+    assert "add a timestamp:float column" in str(error.value) and "--TIME_FIELD=<column>" in str(error.value)
 
 
 def test_partial_eval_args_keep_the_leave_one_out_split(tiny_data_path):
