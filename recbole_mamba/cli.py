@@ -1,5 +1,8 @@
 """Command line: ``python run_recbole_mamba.py [--model=M] [--dataset=D] [--config_files="a.yaml b.yaml"]
-[--key=value ...]``, RecBole's ``run_recbole.py`` conventions."""
+[--key=value ...]``, RecBole's ``run_recbole.py`` conventions.
+
+Input errors (:class:`recbole_mamba.errors.InputError`: a bad option, model, dataset, file or
+checkpoint) print one line and exit with status 2; any other exception keeps its traceback."""
 
 import os
 import sys
@@ -7,13 +10,18 @@ from pathlib import Path
 
 from recbole_mamba.allocator import keep_large_allocations
 from recbole_mamba.config import (
+    ALL_POSITIONS,
+    ALL_POSITIONS_ABOVE,
+    AUTO,
+    CHOICES,
     EMBEDDED_DATASET,
     ConfigError,
     available_datasets,
     default_data_path,
     parse_cmd_args,
 )
-from recbole_mamba.registry import UnknownModelError, model_names
+from recbole_mamba.errors import InputError
+from recbole_mamba.registry import model_names
 
 DEFAULT_MODEL = "MambaRec"
 MAIN_OPTIONS = [
@@ -24,13 +32,18 @@ MAIN_OPTIONS = [
     ("train_batch_size", "training batch size"),
     ("learning_rate", "Adam learning rate"),
     ("MAX_ITEM_LIST_LENGTH", "context length: the last N items of each user"),
-    ("train_mode", "auto | prefix | all_positions (auto: all_positions above length 200)"),
+    ("train_mode", f"{' | '.join(CHOICES['train_mode'])} ({AUTO}: {ALL_POSITIONS} above length "
+                   f"{ALL_POSITIONS_ABOVE})"),
     ("hidden_size / n_layers / dropout_prob", "model size and regularisation"),
-    ("mamba_backend", "auto | cuda | cpu | torch | ref (selective-scan backend)"),
+    ("mamba_backend", f"{' | '.join(CHOICES['mamba_backend'])} (selective-scan backend)"),
     ("eval_args", "e.g. \"{'mode': 'uni100'}\" for 100 sampled negatives (default full ranking)"),
     ("data_path", f"folder of converted datasets (default {default_data_path()})"),
     ("use_gpu / gpu_id", "device selection, as in RecBole"),
     ("show_progress", "progress bars (True/False)"),
+]
+EVALUATE_OPTIONS = [
+    ("evaluate", "evaluate a trained model instead of training one (a bare flag)"),
+    ("checkpoint", "with --evaluate: a checkpoint written by training (saved/<model>-<time>.pth)"),
 ]
 TUNE_OPTIONS = [
     ("tune", "run a Ray Tune search instead of one training (a bare flag)"),
@@ -43,7 +56,7 @@ TUNE_OPTIONS = [
     ("tune_dir", "output folder (default saved/tune/<model>-<dataset>-<time>/)"),
     ("resume", "continue the search in --tune_dir (a bare flag)"),
 ]
-FLAGS = ("tune", "resume")
+FLAGS = ("tune", "resume", "evaluate")
 
 
 def _option_lines(options):
@@ -55,6 +68,7 @@ def _option_lines(options):
 def usage():
     plugin, recbole_models = model_names()
     options = _option_lines(MAIN_OPTIONS)
+    evaluate_options = _option_lines(EVALUATE_OPTIONS)
     tune_options = _option_lines(TUNE_OPTIONS)
     return (
         "usage: python run_recbole_mamba.py [--model=NAME] [--dataset=NAME] "
@@ -67,13 +81,15 @@ def usage():
         f"datasets (embedded {EMBEDDED_DATASET}, and folders of {default_data_path()}):\n"
         f"  {', '.join(available_datasets())}\n\n"
         f"main options:\n{options}\n\n"
+        f"evaluation (python run_recbole_mamba.py --evaluate --checkpoint=PATH [--key=value]):\n"
+        f"{evaluate_options}\n\n"
         f"search (python run_recbole_mamba.py --tune --params_file=... [--key=value fixed for every "
         f"trial]):\n{tune_options}\n"
     )
 
 
 def format_result(result, model, dataset):
-    """The printed summary: one table of the test metrics, and the best validation metrics."""
+    """The printed summary: one table of the test metrics, and the (best) validation metrics."""
     test = result["test_result"] or {}
     names, ks = [], []
     for key in test:
@@ -87,10 +103,9 @@ def format_result(result, model, dataset):
     for name in names:
         cells = "".join(f"{test.get(f'{name}@{k}', float('nan')):>10.4f}" for k in ks)
         lines.append(f"{name:<8}{cells}")
-    valid = result["best_valid_result"] or {}
-    lines.append(
-        "best valid: " + ", ".join(f"{key} {value:.4f}" for key, value in valid.items())
-    )
+    label, valid = ("best valid", result["best_valid_result"]) if "best_valid_result" in result else (
+        "valid", result["valid_result"])
+    lines.append(f"{label}: " + ", ".join(f"{key} {value:.4f}" for key, value in (valid or {}).items()))
     return "\n".join(lines)
 
 
@@ -99,30 +114,51 @@ def main(argv=None):
     if any(arg in ("-h", "--help") for arg in argv):
         print(usage())
         return 0
-    flags = {arg[2:] for arg in argv if arg[2:] in FLAGS}
     try:
-        args = parse_cmd_args([arg for arg in argv if arg[2:] not in FLAGS])
-        model = args.pop("model", DEFAULT_MODEL)
-        dataset = args.pop("dataset", EMBEDDED_DATASET)
-        config_files = args.pop("config_files", "").split()
-        for path in config_files:
-            if not os.path.isfile(path):
-                raise ConfigError(f"config file not found: {path}")
-        keep_large_allocations()
-        if "tune" in flags:
-            return _tune(model, dataset, config_files, args, resume="resume" in flags)
-        from recbole_mamba.quick_start import run
-
-        result = run(
-            model,
-            dataset,
-            config_file_list=config_files or None,
-            cmd_args=[f"--{key}={value}" for key, value in args.items()],
-        )
-    except (ConfigError, UnknownModelError, ValueError) as e:
+        return _main(argv)
+    except InputError as e:
         print(f"run_recbole_mamba.py: error: {e}", file=sys.stderr)
         return 2
-    print(format_result(result, model, dataset))
+
+
+def _main(argv):
+    flags = {arg[2:] for arg in argv if arg[2:] in FLAGS}
+    args = parse_cmd_args([arg for arg in argv if arg[2:] not in FLAGS])
+    if "evaluate" in flags:
+        return _evaluate(args)
+    model = args.pop("model", DEFAULT_MODEL)
+    dataset = args.pop("dataset", EMBEDDED_DATASET)
+    config_files = args.pop("config_files", "").split()
+    for path in config_files:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path}")
+    keep_large_allocations()
+    if "tune" in flags:
+        return _tune(model, dataset, config_files, args, resume="resume" in flags)
+    from recbole_mamba.quick_start import run
+
+    result = run(
+        model,
+        dataset,
+        config_file_list=config_files or None,
+        cmd_args=[f"--{key}={value}" for key, value in args.items()],
+    )
+    print(format_result(result, model, result["config"]["dataset"]))
+    return 0
+
+
+def _evaluate(args):
+    """``--evaluate --checkpoint=PATH``: rebuild the run from its checkpoint and print its table."""
+    checkpoint = args.pop("checkpoint", None)
+    if checkpoint is None:
+        raise ConfigError("--evaluate needs --checkpoint=PATH (a checkpoint written by training)")
+    if not os.path.isfile(checkpoint):
+        raise ConfigError(f"checkpoint not found: {checkpoint}")
+    from recbole_mamba.quick_start import load_run
+
+    result = load_run(checkpoint, cmd_args=[f"--{key}={value}" for key, value in args.items()])
+    config = result["config"]
+    print(format_result(result, config["model"], config["dataset"]))
     return 0
 
 
@@ -136,7 +172,8 @@ def _tune(model, dataset, config_files, args, resume):
         try:
             return convert(value)
         except ValueError:
-            raise ConfigError(f"--{name}: cannot read {value!r}") from None
+            kind = {int: "an integer", float: "a number"}[convert]
+            raise ConfigError(f"{name} must be {kind}, got {value!r}") from None
 
     if "params_file" not in args:
         raise ConfigError("--tune needs --params_file=SPACE.yaml (see properties/tune/)")

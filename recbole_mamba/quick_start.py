@@ -1,6 +1,10 @@
-"""``run()``: config -> data -> model -> fit -> evaluate, as RecBole's ``run_recbole`` but with the
-plugin's config, model registry and weights-only checkpoints."""
+"""``run()``: config -> data -> model -> fit -> evaluate, as RecBole's ``run_recbole``, and
+``load_run()``: checkpoint -> config, data, model -> evaluate, as RecBole's
+``load_data_and_model``; both with the plugin's config, model registry and weights-only
+checkpoints."""
 
+import json
+import logging
 import os
 import sys
 from logging import getLogger
@@ -9,9 +13,9 @@ from recbole.data import data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
-from recbole_mamba.config import ALL_POSITIONS_ABOVE, ConfigError, RecboleMambaConfig
+from recbole_mamba.config import ALL_POSITIONS, ALL_POSITIONS_ABOVE, AUTO, ConfigError, RecboleMambaConfig
 from recbole_mamba.data import create_dataset
-from recbole_mamba.trainer import SafeCheckpointTrainer
+from recbole_mamba.trainer import CheckpointError, SafeCheckpointTrainer, load_checkpoint
 
 
 def evaluation_protocol(config):
@@ -46,6 +50,30 @@ def check_sampled_evaluation(config, dataset):
             )
 
 
+def _build(config):
+    """Logger, data and model of ``config``: returns (dataset, (train, valid, test dataloaders),
+    model)."""
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+    if config.dataset_requested:
+        logger.info(set_color("dataset", "blue") + f": {config.dataset_requested!r} is {config['dataset']}")
+    how = (f" ({AUTO}: {ALL_POSITIONS} above MAX_ITEM_LIST_LENGTH {ALL_POSITIONS_ABOVE})"
+           if config.train_mode_chosen_automatically else "")
+    logger.info(set_color("train_mode", "blue") + f": {config['train_mode']}{how}")
+    data = create_dataset(config)
+    logger.info(data)
+    check_sampled_evaluation(config, data)
+    train_data, valid_data, test_data = data_preparation(config, data)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    recommender = config.model_class(config, train_data._dataset).to(config["device"])
+    logger.info(recommender)
+    return data, (train_data, valid_data, test_data), recommender
+
+
 def run(
     model,
     dataset,
@@ -70,23 +98,8 @@ def run(
         config_dict=config_dict,
         cmd_args=cmd_args,
     )
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    data, (train_data, valid_data, test_data), recommender = _build(config)
     logger = getLogger()
-    logger.info(sys.argv)
-    logger.info(config)
-
-    how = (f" (auto: all_positions above MAX_ITEM_LIST_LENGTH {ALL_POSITIONS_ABOVE})"
-           if config.train_mode_chosen_automatically else "")
-    logger.info(set_color("train_mode", "blue") + f": {config['train_mode']}{how}")
-    data = create_dataset(config)
-    logger.info(data)
-    check_sampled_evaluation(config, data)
-    train_data, valid_data, test_data = data_preparation(config, data)
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    recommender = config.model_class(config, train_data._dataset).to(config["device"])
-    logger.info(recommender)
     flops = get_flops(recommender, data, config["device"], logger, construct_transform(config))
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
@@ -106,10 +119,11 @@ def run(
     test_result = trainer.evaluate(
         test_data, load_best_model=saved, show_progress=config["show_progress"]
     )
-    logger.info(
-        "The running environment of this training is as follows:\n"
-        + get_environment(config).draw()
-    )
+    if logger.isEnabledFor(logging.INFO):  # RecBole's table samples the CPU load for a second
+        logger.info(
+            "The running environment of this training is as follows:\n"
+            + get_environment(config).draw()
+        )
     protocol = evaluation_protocol(config)
     logger.info(set_color("protocol", "yellow") + f": {protocol}")
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
@@ -123,4 +137,46 @@ def run(
         "config": config,
         "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
         "epochs_run": epochs_run,
+    }
+
+
+def config_from_checkpoint(checkpoint, config_dict=None, cmd_args=()):
+    """The config a checkpoint was trained with, rebuilt from the values it stores (weights-only),
+    with ``config_dict`` / ``cmd_args`` on top (e.g. another ``data_path`` or ``use_gpu``)."""
+    path = str(checkpoint)
+    state = load_checkpoint(path)
+    if "parameters_json" not in state:
+        raise CheckpointError(f"{path}: written by an older recbole-mamba: it holds no parameters to "
+                              "rebuild its config from")
+    parameters = json.loads(state["parameters_json"])
+    return RecboleMambaConfig(state["model"], state["dataset"], config_dict={**parameters, **(config_dict or {})},
+                              cmd_args=cmd_args)
+
+
+def load_run(checkpoint, config_dict=None, cmd_args=()):
+    """Rebuild config, dataset and model from ``checkpoint`` alone (weights-only) and evaluate it
+    on the validation and test rows of the dataset it was trained on.
+
+    Returns a dict as :func:`run`'s, with ``valid_result`` (this evaluation) in place of
+    ``best_valid_result``, and ``model`` (the loaded model, in eval mode).
+    """
+    config = config_from_checkpoint(checkpoint, config_dict, cmd_args)
+    _, (_, valid_data, test_data), recommender = _build(config)
+    trainer = SafeCheckpointTrainer(config, recommender)
+    trainer.load_weights(str(checkpoint))
+    show = config["show_progress"]
+    valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=show)
+    test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=show)
+    protocol = evaluation_protocol(config)
+    logger = getLogger()
+    logger.info(set_color("protocol", "yellow") + f": {protocol}")
+    logger.info(set_color("valid result", "yellow") + f": {valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "valid_result": valid_result,
+        "test_result": test_result,
+        "protocol": protocol,
+        "config": config,
+        "model": recommender.eval(),
+        "checkpoint": os.path.abspath(checkpoint),
     }

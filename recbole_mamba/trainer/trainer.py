@@ -1,22 +1,26 @@
 """RecBole's Trainer with weights-only checkpoints (see :mod:`recbole_mamba.trainer.checkpoint`)."""
 
+import json
 from functools import partial
 
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_mamba.config import ALL_POSITIONS
 from recbole_mamba.trainer.all_positions import all_positions_loss
 from recbole_mamba.trainer.checkpoint import config_to_json, load_checkpoint, save_checkpoint
 
 
 class SafeCheckpointTrainer(Trainer):
     """Same training and evaluation as RecBole's ``Trainer``; checkpoints hold only tensors,
-    numbers and a JSON copy of the config, and load with ``weights_only=True``. With
+    numbers and JSON copies of the config (the final one, and the merged parameters that
+    :func:`recbole_mamba.quick_start.load_run` rebuilds it from), and load with
+    ``weights_only=True``. With
     ``train_mode: all_positions`` the loss covers every position of each training row
     (:mod:`recbole_mamba.trainer.all_positions`)."""
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        if loss_func is None and self.config["train_mode"] == "all_positions":
+        if loss_func is None and self.config["train_mode"] == ALL_POSITIONS:
             loss_func = partial(all_positions_loss, self.model, loss_type=self.config["loss_type"])
         return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
 
@@ -29,6 +33,7 @@ class SafeCheckpointTrainer(Trainer):
             model=self.config["model"],
             dataset=self.config["dataset"],
             config_json=config_to_json(self.config),
+            parameters_json=json.dumps(getattr(self.config, "parameters_dict", None)),
             epoch=int(epoch),
             cur_step=int(self.cur_step),
             best_valid_score=float(self.best_valid_score),
@@ -47,6 +52,10 @@ class SafeCheckpointTrainer(Trainer):
     def _load_model_weights(self, checkpoint):
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
+
+    def load_weights(self, checkpoint_file):
+        """Load the model weights of a checkpoint (weights-only)."""
+        self._load_model_weights(load_checkpoint(checkpoint_file, map_location=self.device))
 
     def resume_checkpoint(self, resume_file):
         resume_file = str(resume_file)
@@ -69,7 +78,7 @@ class SafeCheckpointTrainer(Trainer):
         (e.g. MoEMaTrRec's mean gate weights) have them logged after each evaluation."""
         if eval_data and load_best_model:
             checkpoint_file = model_file or self.saved_model_file
-            self._load_model_weights(load_checkpoint(checkpoint_file, map_location=self.device))
+            self.load_weights(checkpoint_file)
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         if hasattr(self.model, "reset_diagnostics"):
             self.model.reset_diagnostics()

@@ -15,7 +15,7 @@ import time
 
 import yaml
 
-from recbole_mamba.config import default_data_path, parse_cmd_args
+from recbole_mamba.config import ConfigError, default_data_path, parse_cmd_args
 from recbole_mamba.tune.space import SpaceError, load_space, to_ray
 
 SCHEDULERS = ("asha", "fifo")
@@ -113,10 +113,10 @@ def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_
                scheduler="asha", max_concurrent=None, cpus_per_trial=1, gpus_per_trial=0,
                ray_address=None, resume=False, tune_dir=None, grace_period=1):
     """Run (or resume) a search; returns ``(tune_dir, rows)``. The space and the overrides are
-    checked before Ray starts (:class:`SpaceError`, ``ValueError``)."""
+    checked before Ray starts (:class:`SpaceError`, :class:`ConfigError`)."""
     params = load_space(params_file)
     if scheduler not in SCHEDULERS:
-        raise ValueError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
+        raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
     fixed = parse_cmd_args(fixed_args)
     both = sorted(set(fixed) & {p.name for p in params})
     if both:
@@ -153,7 +153,7 @@ def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_
     try:
         if resume:
             if not tune.Tuner.can_restore(experiment):
-                raise ValueError(f"nothing to resume in {experiment}")
+                raise ConfigError(f"nothing to resume in {experiment}")
             tuner = tune.Tuner.restore(experiment, trainable, resume_errored=True)
         else:
             chosen = (ASHAScheduler(max_t=max_epochs + 1, grace_period=grace_period, reduction_factor=2)

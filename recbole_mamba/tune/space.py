@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 import yaml
 
+from recbole_mamba.errors import ConfigError
+
 KINDS = ("choice", "grid", "uniform", "loguniform", "randint", "quniform")
 
 
-class SpaceError(ValueError):
+class SpaceError(ConfigError):
     """An invalid search-space definition, naming the file and line."""
 
 

@@ -22,14 +22,9 @@ def cli(*args, cwd):
     )
 
 
-RUNS = [
-    ("MambaRec", "CE", "prefix"), ("MambaRec", "BPR", "prefix"), ("MambaRec", "BCE", "prefix"),
-    ("RecMamba", "BCE", "prefix"), ("RecMamba", "CE", "prefix"),
-    ("MoEMaTrRec", "CE", "prefix"),
-    ("SASRec", "CE", "prefix"), ("GRU4Rec", "CE", "prefix"),
-    ("MambaRec", "CE", "all_positions"), ("RecMamba", "BCE", "all_positions"),
-    ("SASRec", "BPR", "all_positions"), ("GRU4Rec", "CE", "all_positions"),
-]
+# The command line end to end for a few runs; tests/integration/test_quick_start.py trains every
+# loss in both train modes through quick_start.run, which the command line calls.
+RUNS = [("MambaRec", "BPR", "prefix"), ("MoEMaTrRec", "CE", "prefix"), ("GRU4Rec", "CE", "all_positions")]
 
 
 @pytest.mark.parametrize("model,loss_type,train_mode", RUNS)
@@ -69,11 +64,60 @@ def test_help_lists_models_datasets_and_options(tiny_data_path, tmp_path):
         (["--dataset=no-such-data"], "unknown dataset 'no-such-data'"),
         (["epochs=2"], "malformed argument 'epochs=2'"),
         (["--config_files=missing.yaml"], "config file not found: missing.yaml"),
+        (["--epochs=abc"], "epochs must be an integer, got 'abc'"),
+        (["--model=S3Rec"], "model 'S3Rec' is not supported by recbole-mamba: it needs RecBole's S3RecTrainer"),
+        (["--dataset=kuairand"], "make it with: python -m recbole_mamba.atomics kuairand"),
+        (["--evaluate"], "--evaluate needs --checkpoint=PATH"),
+        (["--evaluate", "--checkpoint=nope.pth"], "checkpoint not found: nope.pth"),
+        (["--tune", "--params_file=x.yaml", "--num_samples=many"], "num_samples must be an integer, got 'many'"),
     ],
 )
-def test_bad_input_is_one_clear_line(args, message, tmp_path):
-    proc = cli(*args, cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], proc.stderr
+def test_bad_input_is_one_clear_line(args, message, in_tmp_dir, monkeypatch, capsys):
+    from recbole_mamba import cli as cli_module
+
+    monkeypatch.setattr(cli_module, "keep_large_allocations", lambda: None)  # not in pytest's process
+    assert cli_module.main(args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("run_recbole_mamba.py: error: ") and message in lines[0]
+
+
+def test_bad_input_from_the_script_is_one_line_exit_2(tmp_path):
+    proc = cli("--epochs=abc", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["run_recbole_mamba.py: error: epochs must be an integer, got 'abc'"]
+
+
+def test_evaluate_prints_the_table_of_a_checkpoint_again(tiny_data_path, tmp_path):
+    trained = cli("--dataset=ml-tiny", f"--data_path={tiny_data_path}", *TINY_ARGS, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    (checkpoint,) = (tmp_path / "saved").glob("MambaRec-*.pth")
+    again = cli("--evaluate", f"--checkpoint={checkpoint}", cwd=tmp_path / "saved")  # from elsewhere
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.splitlines()[:5] == trained.stdout.splitlines()[:5]  # title and test table
+    assert again.stdout.splitlines()[5].startswith("valid: hit@10")
+
+
+def test_a_converted_dataset_is_found_by_its_short_name(tiny_data_path, tmp_path):
+    folder = tmp_path / "dataset_atomics" / "kuairand-2k"
+    folder.mkdir(parents=True)
+    (folder / "kuairand-2k.inter").write_bytes((Path(tiny_data_path) / "ml-tiny" / "ml-tiny.inter").read_bytes())
+    proc = cli("--model=MambaRec", "--dataset=kuairand", *TINY_ARGS, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("MambaRec on kuairand-2k — test")
+    assert "dataset: 'kuairand' is kuairand-2k" in proc.stderr
+
+
+def test_only_input_errors_become_one_line(monkeypatch, capsys):
+    """A bug keeps its traceback (the exception propagates); an input error is one line, exit 2."""
+    from recbole_mamba import cli as cli_module
+    from recbole_mamba import quick_start
+
+    def broken_run(*args, **kwargs):
+        raise ValueError("a bug deep inside")
+
+    monkeypatch.setattr(cli_module, "keep_large_allocations", lambda: None)  # not in pytest's process
+    assert cli_module.main(["--model=NoSuchModel"]) == 2
+    assert capsys.readouterr().err.startswith("run_recbole_mamba.py: error: unknown model 'NoSuchModel'")
+    monkeypatch.setattr(quick_start, "run", broken_run)
+    with pytest.raises(ValueError, match="a bug deep inside"):
+        cli_module.main(["--model=MambaRec"])

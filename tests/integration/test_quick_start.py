@@ -8,7 +8,7 @@ import torch
 from recbole.data import create_dataset, data_preparation
 
 from recbole_mamba.model import MambaRec
-from recbole_mamba.quick_start import run
+from recbole_mamba.quick_start import load_run, run
 from recbole_mamba.trainer import CheckpointError, SafeCheckpointTrainer, load_checkpoint
 from tests.conftest import TINY_CONFIG
 
@@ -45,6 +45,39 @@ def test_checkpoint_is_weights_only_and_reproduces_scores(trained, in_tmp_dir):
     trainer = SafeCheckpointTrainer(config, fresh)
     again = trainer.evaluate(test_data, load_best_model=True, model_file=path)
     assert dict(again) == dict(trained["test_result"])
+
+
+LOSS_RUNS = [
+    ("MambaRec", "BCE", "prefix"), ("RecMamba", "BCE", "prefix"), ("RecMamba", "CE", "prefix"),
+    ("SASRec", "CE", "prefix"), ("MambaRec", "CE", "all_positions"), ("RecMamba", "BCE", "all_positions"),
+    ("MoEMaTrRec", "BPR", "all_positions"), ("SASRec", "BPR", "all_positions"),
+]
+
+
+@pytest.mark.parametrize("model,loss_type,train_mode", LOSS_RUNS)
+def test_every_loss_trains_in_both_modes(model, loss_type, train_mode, tiny_data_path, in_tmp_dir):
+    result = run(model, "ml-tiny", saved=False, config_dict={
+        **TINY_CONFIG, "data_path": tiny_data_path, "loss_type": loss_type, "train_mode": train_mode,
+        "state": "WARNING"})
+    assert result["config"]["train_mode"] == train_mode and result["epochs_run"] == 1
+    assert all(0 <= v <= 1 for v in result["test_result"].values())
+
+
+def test_load_run_rebuilds_the_run_from_the_checkpoint_alone(trained, in_tmp_dir):
+    again = load_run(trained["checkpoint"])
+    assert dict(again["test_result"]) == dict(trained["test_result"])
+    assert dict(again["valid_result"]) == dict(trained["best_valid_result"])
+    assert again["config"]["MAX_ITEM_LIST_LENGTH"] == TINY_CONFIG["MAX_ITEM_LIST_LENGTH"]
+    assert not again["model"].training
+
+
+def test_load_run_refuses_a_checkpoint_without_parameters(trained, tmp_path):
+    state = torch.load(trained["checkpoint"], weights_only=True)
+    del state["parameters_json"]
+    old = tmp_path / "old.pth"
+    torch.save(state, old)
+    with pytest.raises(CheckpointError, match="holds no parameters to rebuild its config from"):
+        load_run(old)
 
 
 def test_refuses_pickled_checkpoints(tmp_path):
