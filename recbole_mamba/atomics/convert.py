@@ -20,7 +20,8 @@ from recbole_mamba.atomics.cut import (
     first_users_by_hash,
     sampled_by_fraction,
 )
-from recbole_mamba.atomics.errors import RawInputError
+from recbole_mamba.atomics.errors import OptionError, RawInputError
+from recbole_mamba.atomics.options import ConvertOptions
 from recbole_mamba.atomics.reader import BadLines, DelimitedReader, open_binary
 from recbole_mamba.atomics.writer import format_table, sequence_stats, write_dataset
 
@@ -71,42 +72,28 @@ class _Progress:
             print(f"{os.path.basename(path)}: {self.rows:,} rows read ({rate:,.0f} rows/s)", file=sys.stderr)
 
 
-def _validate_common(max_len, min_user_len, min_item_count, users, user_fraction, on_bad_lines):
-    for label, value in (("max_len", max_len), ("users", users)):
-        if value is not None and value < 1:
-            raise ValueError(f"--{label.replace('_', '-')} must be at least 1, got {value}")
-    if min_user_len < 0 or min_item_count < 0:
-        raise ValueError("--min-user-len and --min-item-count must not be negative")
-    if users is not None and user_fraction is not None:
-        raise ValueError("give --users or --user-fraction, not both")
-    if user_fraction is not None and not 0 < user_fraction <= 1:
-        raise ValueError(f"--user-fraction must be in (0, 1], got {user_fraction}")
-    if on_bad_lines not in ("error", "skip"):
-        raise ValueError(f"--on-bad-lines must be error or skip, got {on_bad_lines!r}")
-
-
-def _run(blocks, *, max_len, min_user_len, min_item_count, users, user_fraction, seed,
-         drop_consecutive_duplicates):
-    cut = LastEventsPerUser(max_len, drop_consecutive_duplicates)
+def _run(blocks, options):
+    """Cut the events of ``blocks`` as ``options`` say: (columns or None, rows read, rows used)."""
+    cut = LastEventsPerUser(options.max_len, options.drop_consecutive_duplicates)
     rows_read = rows_used = 0
     for columns, n_read in blocks:
         rows_read += n_read
-        if user_fraction is not None:
-            mask = sampled_by_fraction(columns["user"], user_fraction, seed)
+        if options.user_fraction is not None:
+            mask = sampled_by_fraction(columns["user"], options.user_fraction, options.seed)
             columns = {k: v[mask] for k, v in columns.items()}
         rows_used += len(columns["user"])
         cut.add(columns)
     columns = cut.result()
     if columns is None:
         return None, rows_read, rows_used
-    if users is not None:
-        columns = first_users_by_hash(columns, users, seed)
-    return filter_counts(columns, min_user_len, min_item_count), rows_read, rows_used
+    if options.users is not None:
+        columns = first_users_by_hash(columns, options.users, options.seed)
+    return filter_counts(columns, options.min_user_len, options.min_item_count), rows_read, rows_used
 
 
 def _finish(name, output_dir, columns, inter_spec, stats, user_table=None, item_table=None):
     if columns is None or not len(columns["user"]):
-        raise ValueError("no interactions left after filtering: nothing to write")
+        raise OptionError("no interactions left after filtering: nothing to write")
     stats.update(sequence_stats(columns["user"]))
     stats["items"] = int(len(np.unique(columns["item"])))
     inter = [(header, columns[key]) for header, key in inter_spec]
@@ -116,6 +103,7 @@ def _finish(name, output_dir, columns, inter_spec, stats, user_table=None, item_
 
 
 def _common_stats(kind, inputs, name, options, rows_read, rows_used, bad):
+    """stats.json's record of the conversion (``options``: what decided the kept events)."""
     return {
         "source": kind,
         "name": name,
@@ -185,27 +173,19 @@ def side_table(path, kept_ids, id_column, sep, names=None, out_id="user_id"):
     return header, columns
 
 
-def convert_lfm1b(input_path, output_dir="dataset_atomics", name=None, item="track", users_file=None,
-                  items_file=None, max_len=None, min_user_len=0, min_item_count=0, users=None, user_fraction=None,
-                  seed=0, drop_consecutive_duplicates=False, on_bad_lines="error"):
+def convert_lfm1b(input_path, item="track", users_file=None, items_file=None, **options):
     """Convert ``LFM-1b_LEs.txt`` (tab-separated user_id, artist_id, album_id, track_id,
     unix seconds; no header; ``.gz``/``.zip`` read directly). ``users_file``: LFM-1b_users.txt
     (-> ``.user``); ``items_file``: LFM-1b_tracks/albums/artists.txt matching ``item``
-    (-> ``.item``). Returns the stats dict."""
+    (-> ``.item``); ``options``: the fields of :class:`ConvertOptions`. Returns the stats dict."""
     if item not in ("track", "album", "artist"):
-        raise ValueError(f"--item must be track, album or artist, got {item!r}")
-    _validate_common(max_len, min_user_len, min_item_count, users, user_fraction, on_bad_lines)
+        raise OptionError(f"--item must be track, album or artist, got {item!r}")
+    options = ConvertOptions(**options)
     base = "lfm1b" if item == "track" else f"lfm1b-{item}"
-    name = name or default_name(base, max_len, users, user_fraction)
-    options = dict(item=item, max_len=max_len, min_user_len=min_user_len, min_item_count=min_item_count,
-                   users=users, user_fraction=user_fraction, seed=seed,
-                   drop_consecutive_duplicates=drop_consecutive_duplicates)
+    name = options.name or default_name(base, options.max_len, options.users, options.user_fraction)
     bad = BadLines()
     columns, rows_read, rows_used = _run(
-        _lfm1b_blocks(input_path, item, on_bad_lines, bad, _Progress()),
-        max_len=max_len, min_user_len=min_user_len, min_item_count=min_item_count, users=users,
-        user_fraction=user_fraction, seed=seed, drop_consecutive_duplicates=drop_consecutive_duplicates,
-    )
+        _lfm1b_blocks(input_path, item, options.on_bad_lines, bad, _Progress()), options)
     _report_bad(bad)
     user_table = item_table = None
     if columns is not None and users_file is not None:
@@ -213,9 +193,10 @@ def convert_lfm1b(input_path, output_dir="dataset_atomics", name=None, item="tra
     if columns is not None and items_file is not None:
         item_table = side_table(items_file, np.unique(columns["item"]), f"{item}_id", "\t",
                                 names=LFM1B_ITEM_FILE_COLUMNS[item], out_id="item_id")
-    stats = _common_stats("LFM-1b", [input_path], name, options, rows_read, rows_used, bad)
+    stats = _common_stats("LFM-1b", [input_path], name, dict(item=item, **options.cut()), rows_read,
+                          rows_used, bad)
     spec = [("user_id:token", "user"), ("item_id:token", "item"), ("timestamp:float", "time")]
-    return _finish(name, output_dir, columns, spec, stats, user_table, item_table)
+    return _finish(name, options.output_dir, columns, spec, stats, user_table, item_table)
 
 
 # ---------------------------------------------------------------- KuaiRand
@@ -262,36 +243,27 @@ def _kuairand_blocks(paths, signal, tabs, fields, on_bad_lines, bad, progress):
                 yield out, n
 
 
-def convert_kuairand(inputs, output_dir="dataset_atomics", name=None, signal="click", tabs=None,
-                     fields=(), user_features=None, item_features=None, max_len=None, min_user_len=0, min_item_count=0, users=None,
-                     user_fraction=None, seed=0, drop_consecutive_duplicates=False,
-                     on_bad_lines="error"):
+def convert_kuairand(inputs, signal="click", tabs=None, fields=(), user_features=None, item_features=None,
+                     **options):
     """Convert KuaiRand ``log_standard_*.csv`` / ``log_random_*.csv`` files (comma-separated,
     with header; several files, ``.gz``/``.zip`` read directly). ``signal``: click keeps
     is_click == 1, long_view keeps long_view == 1, all keeps every exposure; ``fields``: extra
     numeric columns written as ``name:float``; ``user_features`` (user_features_27k.csv) and
-    ``item_features`` (video_features_basic_27k.csv) -> ``.user`` and ``.item``. Timestamps are
-    ``time_ms / 1000`` seconds."""
+    ``item_features`` (video_features_basic_27k.csv) -> ``.user`` and ``.item``; ``options``: the
+    fields of :class:`ConvertOptions`. Timestamps are ``time_ms / 1000`` seconds."""
     if isinstance(inputs, str):
         inputs = [inputs]
     if signal not in SIGNALS:
-        raise ValueError(f"--signal must be one of {', '.join(SIGNALS)}, got {signal!r}")
+        raise OptionError(f"--signal must be one of {', '.join(SIGNALS)}, got {signal!r}")
     unknown = [f for f in fields if f not in KUAIRAND_COLUMNS]
     if unknown:
-        raise ValueError(f"unknown KuaiRand column(s) for --fields: {', '.join(unknown)}")
-    _validate_common(max_len, min_user_len, min_item_count, users, user_fraction, on_bad_lines)
+        raise OptionError(f"unknown KuaiRand column(s) for --fields: {', '.join(unknown)}")
+    options = ConvertOptions(**options)
     base = "kuairand" if signal == "click" else f"kuairand-{signal.replace('_', '')}"
-    name = name or default_name(base, max_len, users, user_fraction)
-    options = dict(signal=signal, tabs=list(tabs) if tabs else None, fields=list(fields),
-                   max_len=max_len, min_user_len=min_user_len, min_item_count=min_item_count,
-                   users=users, user_fraction=user_fraction, seed=seed,
-                   drop_consecutive_duplicates=drop_consecutive_duplicates)
+    name = options.name or default_name(base, options.max_len, options.users, options.user_fraction)
     bad = BadLines()
     columns, rows_read, rows_used = _run(
-        _kuairand_blocks(inputs, signal, tabs, list(fields), on_bad_lines, bad, _Progress()),
-        max_len=max_len, min_user_len=min_user_len, min_item_count=min_item_count, users=users,
-        user_fraction=user_fraction, seed=seed, drop_consecutive_duplicates=drop_consecutive_duplicates,
-    )
+        _kuairand_blocks(inputs, signal, tabs, list(fields), options.on_bad_lines, bad, _Progress()), options)
     _report_bad(bad)
     if columns is not None:
         columns["time"] = columns["time"] / 1000.0
@@ -300,7 +272,8 @@ def convert_kuairand(inputs, output_dir="dataset_atomics", name=None, signal="cl
         user_table = side_table(user_features, np.unique(columns["user"]), "user_id", ",")
     if columns is not None and item_features is not None:
         item_table = side_table(item_features, np.unique(columns["item"]), "video_id", ",", out_id="item_id")
-    stats = _common_stats("KuaiRand", inputs, name, options, rows_read, rows_used, bad)
+    cut = dict(signal=signal, tabs=list(tabs) if tabs else None, fields=list(fields), **options.cut())
+    stats = _common_stats("KuaiRand", inputs, name, cut, rows_read, rows_used, bad)
     spec = [("user_id:token", "user"), ("item_id:token", "item"), ("timestamp:float", "time")]
     spec += [(f"{f}:float", f"x_{f}") for f in fields]
-    return _finish(name, output_dir, columns, spec, stats, user_table, item_table)
+    return _finish(name, options.output_dir, columns, spec, stats, user_table, item_table)

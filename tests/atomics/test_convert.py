@@ -241,6 +241,40 @@ def test_cli_error_is_one_line_exit_2_and_no_output(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_bad_option_is_one_line_exit_2_in_process(tmp_path, capsys, monkeypatch):
+    from recbole_mamba.atomics import __main__ as atomics_main
+    from recbole_mamba.atomics.__main__ import main
+
+    monkeypatch.setattr(atomics_main, "return_large_allocations", lambda: None)  # not in pytest's process
+
+    (tmp_path / "les.txt").write_text("1\t2\t3\t4\t5\n")
+    assert main(["lfm1b", str(tmp_path / "les.txt"), "--user-fraction", "2"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "python -m recbole_mamba.atomics: error: --user-fraction must be in (0, 1], got 2.0"
+    ]
+
+
+@pytest.mark.parametrize("source", ["kuairand", "lfm1b"])
+def test_both_converters_take_every_shared_option(source):
+    """The shared options are one object: each of its fields is a flag of both sub-commands, and
+    parses into the keyword the converters take."""
+    from dataclasses import fields
+
+    from recbole_mamba.atomics.__main__ import build_parser
+    from recbole_mamba.atomics.options import ConvertOptions
+
+    flags = ["--output-dir", "o", "--name", "n", "--max-len", "7", "--min-user-len", "2",
+             "--min-item-count", "3", "--users", "4", "--seed", "5", "--drop-consecutive-duplicates",
+             "--on-bad-lines", "skip"]
+    args = build_parser().parse_args([source, "in.txt", *flags])
+    values = ConvertOptions.values_of(args)
+    assert set(values) == {f.name for f in fields(ConvertOptions)}
+    assert values == dict(output_dir="o", name="n", max_len=7, min_user_len=2, min_item_count=3, users=4,
+                          user_fraction=None, seed=5, drop_consecutive_duplicates=True, on_bad_lines="skip")
+    assert ConvertOptions(**values).cut() == {k: v for k, v in values.items()
+                                              if k not in ("output_dir", "name", "on_bad_lines")}
+
+
 def test_kuairand_feature_files_become_user_and_item_files(tmp_path):
     rows = [{"user_id": u, "video_id": v, "time_ms": 1000 * (u + v), "is_click": 1} for u in range(3) for v in range(4)]
     write_kuairand(tmp_path / "log.csv", rows)
