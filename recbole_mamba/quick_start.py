@@ -145,10 +145,10 @@ def config_from_checkpoint(checkpoint, config_dict=None, cmd_args=()):
     with ``config_dict`` / ``cmd_args`` on top (e.g. another ``data_path`` or ``use_gpu``)."""
     path = str(checkpoint)
     state = load_checkpoint(path)
-    if "parameters_json" not in state:
-        raise CheckpointError(f"{path}: written by an older recbole-mamba: it holds no parameters to "
-                              "rebuild its config from")
-    parameters = json.loads(state["parameters_json"])
+    parameters = json.loads(state.get("parameters_json") or "null")
+    if parameters is None:
+        raise CheckpointError(f"{path}: it holds no parameters to rebuild its config from (written by an "
+                              "older recbole-mamba, or with RecBole's own Config)")
     return RecboleMambaConfig(state["model"], state["dataset"], config_dict={**parameters, **(config_dict or {})},
                               cmd_args=cmd_args)
 

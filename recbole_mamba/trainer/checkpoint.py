@@ -2,7 +2,8 @@
 
 RecBole pickles its whole Config into checkpoints, which torch >= 2.6 refuses to load by default.
 Ours hold tensors (state_dicts), plain numbers and strings only; the configuration is stored as a
-JSON string. Files are written to a temporary name in the target folder and then renamed, so a
+JSON string of the parameters it was built from, which rebuild it
+(:func:`recbole_mamba.quick_start.load_run`). Files are written to a temporary name in the target folder and then renamed, so a
 crash never leaves a half-written checkpoint.
 """
 
@@ -21,9 +22,11 @@ class CheckpointError(InputError):
     """A file that is not a loadable recbole-mamba checkpoint."""
 
 
-def config_to_json(config):
-    """The final RecBole config as a JSON string (enums, devices... as their str())."""
-    return json.dumps(dict(config.final_config_dict), default=str, sort_keys=True)
+def parameters_to_json(config):
+    """The parameters a config was built from (``RecboleMambaConfig.parameters_dict``: every key as
+    merged from yaml files, dict and command line) as a JSON string; ``null`` for a plain RecBole
+    Config."""
+    return json.dumps(getattr(config, "parameters_dict", None), sort_keys=True)
 
 
 def save_checkpoint(path, **state):

@@ -1,6 +1,5 @@
 """RecBole's Trainer with weights-only checkpoints (see :mod:`recbole_mamba.trainer.checkpoint`)."""
 
-import json
 from functools import partial
 
 from recbole.trainer import Trainer
@@ -8,13 +7,13 @@ from recbole.utils import set_color
 
 from recbole_mamba.config import ALL_POSITIONS
 from recbole_mamba.trainer.all_positions import all_positions_loss
-from recbole_mamba.trainer.checkpoint import config_to_json, load_checkpoint, save_checkpoint
+from recbole_mamba.trainer.checkpoint import load_checkpoint, parameters_to_json, save_checkpoint
 
 
 class SafeCheckpointTrainer(Trainer):
     """Same training and evaluation as RecBole's ``Trainer``; checkpoints hold only tensors,
-    numbers and JSON copies of the config (the final one, and the merged parameters that
-    :func:`recbole_mamba.quick_start.load_run` rebuilds it from), and load with
+    numbers and the config's parameters as JSON (which
+    :func:`recbole_mamba.quick_start.load_run` rebuilds the config from), and load with
     ``weights_only=True``. With
     ``train_mode: all_positions`` the loss covers every position of each training row
     (:mod:`recbole_mamba.trainer.all_positions`)."""
@@ -32,8 +31,7 @@ class SafeCheckpointTrainer(Trainer):
             saved_model_file,
             model=self.config["model"],
             dataset=self.config["dataset"],
-            config_json=config_to_json(self.config),
-            parameters_json=json.dumps(getattr(self.config, "parameters_dict", None)),
+            parameters_json=parameters_to_json(self.config),
             epoch=int(epoch),
             cur_step=int(self.cur_step),
             best_valid_score=float(self.best_valid_score),
