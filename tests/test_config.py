@@ -99,7 +99,7 @@ def test_plugin_config_files_are_overall_then_model():
     (["--learning_rate=fast"], "learning_rate must be a number, got 'fast'"),
     (["--show_progress=1"], "show_progress must be a boolean (True or False), got 1"),
     (["--eval_args=full"], "eval_args must be a dict, got 'full'"),
-    (["--mamba_backend=gpu"], "mamba_backend must be one of auto, cuda, cpu, torch, ref; got 'gpu'"),
+    (["--mamba_backend=gpu"], "mamba_backend must be one of auto, cuda, triton, cpu, torch, ref; got 'gpu'"),
     (["--train_mode=all"], "train_mode must be one of auto, prefix, all_positions; got 'all'"),
 ])
 def test_values_are_checked_against_their_defaults_type(args, message, tiny_data_path):

@@ -23,10 +23,13 @@ Backends:
 - ``cpu``: :class:`recbole_mamba.ops.scan_cpu.CpuScanFn`, the same recurrence as a C kernel compiled
   at first use with the system's C compiler (one row of (batch, dim) at a time, the state in
   registers, elementwise functions vectorised); saves only its inputs for backward.
+- ``triton``: :class:`recbole_mamba.ops.scan_triton.TritonScanFn`, the same fused scan as Triton
+  kernels for a GPU, compiled by Triton at first use (nothing to build at install time). On CPU
+  tensors only under Triton's interpreter (``TRITON_INTERPRET=1``), which the tests use.
 - ``cuda``: mamba-ssm's fused kernel (``pip install recbole-mamba[cuda]`` on a CUDA machine).
 - ``auto``: the first of :data:`AUTO_ORDER` that runs on the tensors' device and is available:
-  ``cuda`` when mamba-ssm imports and the tensors are on a CUDA device; on a CPU ``cpu`` where its
-  kernel compiles; else ``torch``.
+  on a CUDA device ``cuda`` where mamba-ssm imports, else ``triton`` where Triton imports; on a CPU
+  ``cpu`` where its kernel compiles; else ``torch``.
 
 :data:`BACKENDS` is the one table of them (name -> :class:`Backend`: function, devices,
 availability check, error); :func:`choose_backend` resolves a name once, and the Mamba mixer keeps
@@ -39,6 +42,7 @@ The recurrence runs left to right, so outputs at position t never depend on inpu
 RecBole's right padding, padded positions never change the outputs at real positions.
 """
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -57,6 +61,10 @@ _MIN_STEPS = 16
 
 class CudaBackendUnavailable(RuntimeError):
     """Raised when ``backend='cuda'`` is asked for on a machine without mamba-ssm's kernels."""
+
+
+class TritonUnavailable(RuntimeError):
+    """Raised when ``backend='triton'`` is asked for where Triton does not import."""
 
 
 def _mamba_ssm_scan():
@@ -80,6 +88,32 @@ def _cuda_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     return _mamba_ssm_scan()(u, delta, A, B, C, D, z, delta_bias, delta_softplus, True)
 
 
+def _triton_module():
+    """:mod:`recbole_mamba.ops.scan_triton`, or the reason it does not import."""
+    try:
+        from recbole_mamba.ops import scan_triton
+    except Exception as err:  # ImportError, or a broken Triton install raising at import
+        return None, f"{type(err).__name__}: {err}"
+    return scan_triton, None
+
+
+def _triton_unavailable():
+    _, reason = _triton_module()
+    if reason is not None:
+        return (f"mamba_backend=triton needs Triton, which does not import here ({reason}); it ships "
+                "with PyTorch's CUDA wheels on Linux, or: pip install triton (or use mamba_backend=auto / "
+                "torch).")
+    return None
+
+
+def _triton_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    return _triton_module()[0].TritonScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+# Triton's interpreter (TRITON_INTERPRET=1, read when the kernels are defined) runs them on CPU tensors
+_TRITON_INTERPRETED_ON = ("cpu",) if os.environ.get("TRITON_INTERPRET") == "1" else ()
+
+
 def _cpu_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     return scan_cpu.CpuScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
@@ -98,22 +132,26 @@ class Backend:
 
     ``scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> (out, last_state)``;
     ``device_types``: the tensors it runs on (None: any); ``unavailable() -> None | str``: why it
-    cannot run on this machine; ``error``: raised with that reason when it is asked for by name.
+    cannot run on this machine; ``error``: raised with that reason when it is asked for by name;
+    ``only_by_name_on``: further device types it runs on when named, which ``auto`` never picks
+    it for (Triton's interpreter on CPU tensors).
     """
 
     scan: Callable
     device_types: Optional[tuple] = None
     unavailable: Callable[[], Optional[str]] = lambda: None
     error: type = RuntimeError
+    only_by_name_on: tuple = ()
 
 
 BACKENDS = {
     "cuda": Backend(_cuda_scan, ("cuda",), _cuda_unavailable, CudaBackendUnavailable),
+    "triton": Backend(_triton_scan, ("cuda",), _triton_unavailable, TritonUnavailable, _TRITON_INTERPRETED_ON),
     "cpu": Backend(_cpu_scan, ("cpu",), scan_cpu.unavailable_reason, CpuKernelUnavailable),
     "torch": Backend(_torch_scan),
     "ref": Backend(_ref_scan),
 }
-AUTO_ORDER = ("cuda", "cpu", "torch")  # ``auto``: the first that runs on the device and is available
+AUTO_ORDER = ("cuda", "triton", "cpu", "torch")  # ``auto``: the first that runs on the device and is available
 BACKEND_NAMES = ("auto", *BACKENDS)
 
 
@@ -138,7 +176,7 @@ def choose_backend(backend, device):
     reason = chosen.unavailable()
     if reason is not None:
         raise chosen.error(reason)
-    if chosen.device_types and device.type not in chosen.device_types:
+    if chosen.device_types and device.type not in chosen.device_types + chosen.only_by_name_on:
         raise chosen.error(
             f"mamba_backend={backend} runs on {'/'.join(t.upper() for t in chosen.device_types)} "
             f"tensors, got {device}; use mamba_backend=auto or torch."
@@ -147,7 +185,7 @@ def choose_backend(backend, device):
 
 
 def resolve_backend(backend, device):
-    """The concrete backend name ('cuda', 'cpu', 'torch' or 'ref') for ``backend`` on ``device``;
+    """The concrete backend name ('cuda', 'triton', 'cpu', 'torch' or 'ref') for ``backend`` on ``device``;
     raises the backend's error, saying why, where a named backend cannot run."""
     return choose_backend(backend, device)[0]
 

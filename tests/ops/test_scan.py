@@ -212,7 +212,7 @@ def test_backend_resolution_on_cpu():
     assert resolve_backend("auto", "cpu") == "cpu"  # this machine has a C compiler
     assert resolve_backend("torch", "cpu") == "torch"
     assert resolve_backend("ref", "cpu") == "ref"
-    with pytest.raises(ValueError, match="auto, cuda, cpu, torch, ref"):
+    with pytest.raises(ValueError, match="auto, cuda, triton, cpu, torch, ref"):
         resolve_backend("fast", "cpu")
 
 
