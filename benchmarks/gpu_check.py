@@ -1,22 +1,43 @@
-"""GPU check of the selective scan and the mixer (needs CUDA; run where a GPU is available).
+"""GPU check of the selective scan and the mixer: one script, under 10 minutes, run where a GPU is.
 
-1. ``torch`` backend vs ``ref`` backend on CUDA tensors: forward and all gradients (float64,
-   rel. 1e-8; float32, rel. 1e-4).
-2. Mixer forward+backward vs RecBole's SASRec encoder on the GPU at B=256 L=200 and B=32 L=2000,
-   with the ``torch`` backend and, when mamba-ssm imports, the ``cuda`` backend.
-Prints one line per check; exits 1 if an equality check fails. ``python benchmarks/gpu_check.py``
+Needs only torch (with CUDA) and, for the ``triton`` backend, Triton: no RecBole, so it runs on a
+GPU machine with its own Python that cannot install this project's pinned stack.
+
+1. Equality on CUDA tensors: the ``torch`` and ``triton`` backends (and ``cuda`` where mamba-ssm
+   imports) against ``ref``, output and every gradient by name (float64 rel. 1e-8, float32 1e-4).
+2. For B=64 at L = 1k, 2k, 5k (d_model 64, d_state 32, expand 2, float32): forward+backward time
+   and peak memory of the mixer on each backend and of a SASRec encoder (2 layers, 2 heads, inner
+   256, causal; RecBole's ``TransformerEncoder`` where RecBole imports, else the same computation
+   written out below), side by side in this process; ratios mixer / SASRec.
+3. The triton scan's effective memory bandwidth (bytes its forward must read and write / time) as
+   a fraction of a device-to-device copy measured in the same run.
+
+Prints one line per measurement; exits 1 if an equality check fails.
+``python benchmarks/gpu_check.py [--lengths 1000,2000,5000] [--batch 64]``
 """
 
+import argparse
+import math
 import sys
 import time
 
 import torch
+from torch import nn
 
 from recbole_mamba.layers import Mamba
-from recbole_mamba.ops import resolve_backend, selective_scan
+from recbole_mamba.ops import BACKENDS, selective_scan
+
+ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 
-def equality(dtype, rtol):
+def available(backend):
+    reason = BACKENDS[backend].unavailable()
+    if reason:
+        print(f"{backend} backend skipped: {reason}")
+    return reason is None
+
+
+def equality(backend, dtype, rtol):
     g = torch.Generator(device="cuda").manual_seed(0)
     b, d, n, length = 3, 8, 16, 77
 
@@ -27,66 +48,128 @@ def equality(dtype, rtol):
               (-torch.rand(d, n, generator=g, device="cuda", dtype=dtype) - 0.1).requires_grad_(),
               rand(b, n, length), rand(b, n, length), rand(d), rand(b, d, length), rand(d, scale=0.5)]
     cotangent = torch.randn(b, d, length, generator=g, device="cuda", dtype=dtype)
-    outs = []
-    for backend in ("ref", "torch"):
+    results = []
+    for name in ("ref", backend):
         for t in inputs:
             t.grad = None
-        y = selective_scan(*inputs, delta_softplus=True, backend=backend)
+        y = selective_scan(*inputs, delta_softplus=True, backend=name)
         (y * cotangent).sum().backward()
-        outs.append([y.detach()] + [t.grad.clone() for t in inputs])
-    worst = max(((a - r).abs().max() / r.abs().max().clamp_min(1e-12)).item() for a, r in zip(*outs))
-    ok = worst < rtol
-    print(f"torch vs ref on CUDA, {dtype}: max relative error {worst:.2e} ({'ok' if ok else 'FAIL'}, < {rtol})")
+        results.append({"out": y.detach(), **{f"grad {a}": t.grad.clone() for a, t in zip(ARGS, inputs, strict=True)}})
+    errors = {key: ((results[1][key] - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
+              for key, ref in results[0].items()}
+    worst = max(errors, key=errors.get)
+    ok = errors[worst] < rtol
+    print(f"{backend} vs ref on CUDA, {dtype}: max relative error {errors[worst]:.2e} in {worst} "
+          f"({'ok' if ok else 'FAIL'}, < {rtol})")
     return ok
 
 
-def seconds(fn, repeats=5):
+class CausalEncoder(nn.Module):
+    """SASRec's encoder as RecBole 1.2.1 computes it (explicit softmax attention with an additive
+    causal mask, post-LayerNorm residual blocks, GELU feed-forward), for machines without RecBole."""
+
+    def __init__(self, hidden=64, heads=2, inner=256, layers=2, dropout=0.5):
+        super().__init__()
+        self.heads = heads
+        self.blocks = nn.ModuleList(nn.ModuleDict({
+            "qkv": nn.Linear(hidden, 3 * hidden), "out": nn.Linear(hidden, hidden), "norm1": nn.LayerNorm(hidden),
+            "ff1": nn.Linear(hidden, inner), "ff2": nn.Linear(inner, hidden), "norm2": nn.LayerNorm(hidden),
+        }) for _ in range(layers))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, mask):
+        batch, length, hidden = x.shape
+        for block in self.blocks:
+            q, k, v = block["qkv"](x).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            scores = q @ k.transpose(-1, -2) / math.sqrt(hidden // self.heads) + mask
+            attended = (self.dropout(scores.softmax(-1)) @ v).transpose(1, 2).reshape(batch, length, hidden)
+            x = block["norm1"](x + self.dropout(block["out"](attended)))
+            ff = block["ff2"](self.dropout(nn.functional.gelu(block["ff1"](x))))
+            x = block["norm2"](x + self.dropout(ff))
+        return x
+
+
+def sasrec_encoder():
+    try:
+        from recbole.model.layers import TransformerEncoder
+    except ImportError:
+        return "written out", CausalEncoder().cuda()
+    encoder = TransformerEncoder(n_layers=2, n_heads=2, hidden_size=64, inner_size=256, hidden_dropout_prob=0.5,
+                                 attn_dropout_prob=0.5, hidden_act="gelu", layer_norm_eps=1e-12).cuda()
+    return "RecBole's", lambda x, mask: encoder(x, mask, output_all_encoded_layers=True)[-1]
+
+
+def measure(fn, repeats=3):
+    """(best seconds, peak bytes above what was allocated before) of fn() on the GPU."""
     fn()
     torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
-    return best
+    return best, torch.cuda.max_memory_allocated() - base
 
 
-def ratios():
-    from recbole.model.layers import TransformerEncoder
-
-    backends = ["torch"] + (["cuda"] if _has_cuda_kernels() else [])
-    for batch, length in ((256, 200), (32, 2000)):
+def speed(batch, lengths, backends):
+    kind, encoder = sasrec_encoder()
+    print(f"SASRec encoder: {kind} computation")
+    for length in lengths:
         x = torch.randn(batch, length, 64, device="cuda", requires_grad=True)
-        encoder = TransformerEncoder(n_layers=2, n_heads=2, hidden_size=64, inner_size=256,
-                                     hidden_dropout_prob=0.5, attn_dropout_prob=0.5, hidden_act="gelu",
-                                     layer_norm_eps=1e-12).cuda()
+        line = f"B={batch} L={length}:"
         mask = torch.triu(torch.full((length, length), -10000.0, device="cuda"), 1).expand(batch, 1, length, length)
-        sasrec = seconds(lambda: encoder(x, mask, output_all_encoded_layers=True)[-1].sum().backward())
+        try:
+            sasrec = measure(lambda: encoder(x, mask).sum().backward())
+            line += f" SASRec {sasrec[0] * 1e3:.1f} ms {sasrec[1] / 2**30:.2f} GiB;"
+        except torch.cuda.OutOfMemoryError:
+            sasrec = None
+            line += " SASRec out of memory;"
+        x.grad = None
+        torch.cuda.empty_cache()
         for backend in backends:
-            mixer = Mamba(64, d_state=32, backend=backend).cuda()
-            ours = seconds(lambda: mixer(x).sum().backward())
-            print(f"GPU B={batch} L={length}: mixer ({backend}) {ours * 1e3:.1f} ms, SASRec {sasrec * 1e3:.1f} ms, "
-                  f"ratio {ours / sasrec:.3f}")
+            mixer = Mamba(64, d_state=32, expand=2, backend=backend).cuda()
+            ours = measure(lambda: mixer(x).sum().backward())
+            ratio = f", ratio {ours[0] / sasrec[0]:.3f}" if sasrec else ""
+            line += f" mixer {backend} {ours[0] * 1e3:.1f} ms {ours[1] / 2**30:.2f} GiB{ratio};"
+        print(line)
 
 
-def _has_cuda_kernels():
-    try:
-        resolve_backend("cuda", "cuda")
-        return True
-    except RuntimeError:
-        print("mamba-ssm kernels not importable: cuda backend skipped")
-        return False
+def bandwidth(batch, length):
+    """The triton forward scan's bytes (inputs read once, output written once) per second, as a
+    fraction of a device-to-device copy of as many bytes."""
+    dim, n = 128, 32
+    u, delta, z = (torch.randn(batch, dim, length, device="cuda") for _ in range(3))
+    B, C = (torch.randn(batch, n, length, device="cuda") for _ in range(2))
+    A = -torch.rand(dim, n, device="cuda") - 0.1
+    D, bias = torch.randn(dim, device="cuda"), torch.randn(dim, device="cuda")
+    scan = lambda: selective_scan(u, delta, A, B, C, D, z, bias, True, backend="triton")  # noqa: E731
+    seconds, _ = measure(scan, repeats=5)
+    moved = 4 * (4 * batch * dim * length + 2 * batch * n * length)  # u, delta, z, out; B, C
+    src = torch.empty(moved // 8, dtype=torch.float32, device="cuda")
+    dst = torch.empty_like(src)
+    copy_seconds, _ = measure(lambda: dst.copy_(src), repeats=5)  # reads and writes moved/2 each
+    print(f"triton scan forward B={batch} L={length}: {moved / seconds / 1e9:.0f} GB/s, device copy "
+          f"{moved / copy_seconds / 1e9:.0f} GB/s, fraction {copy_seconds / seconds:.2f}")
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", default="1000,2000,5000")
+    parser.add_argument("--batch", type=int, default=64)
+    args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check")
         return 1
-    print(torch.cuda.get_device_name(), "torch", torch.__version__)
-    ok = equality(torch.float64, 1e-8) & equality(torch.float32, 1e-4)
-    ratios()
-    return 0 if ok else 1
+    print(torch.cuda.get_device_name(), "torch", torch.__version__, time.strftime("%Y-%m-%d"))
+    backends = [b for b in ("triton", "cuda") if available(b)] + ["torch"]
+    checks = [equality(b, dtype, rtol) for b in backends for dtype, rtol in ((torch.float64, 1e-8), (torch.float32, 1e-4))]
+    speed(args.batch, [int(v) for v in args.lengths.split(",")], backends)
+    if "triton" in backends:
+        bandwidth(args.batch, 2000)
+    return 0 if all(checks) else 1
 
 
 if __name__ == "__main__":
