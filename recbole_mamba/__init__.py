@@ -1,19 +1,20 @@
 """recbole-mamba: state-space (Mamba) sequential recommenders for RecBole.
 
-Library API: :func:`recbole_mamba.run` (train and test, :mod:`recbole_mamba.quick_start`) and
-:func:`recbole_mamba.load_run` (a checkpoint evaluated again); models in
+Library API: :func:`recbole_mamba.run` (train and test, :mod:`recbole_mamba.quick_start`),
+:func:`recbole_mamba.load_run` (a checkpoint evaluated again) and :func:`recbole_mamba.load` (a
+checkpoint as a recommender, :mod:`recbole_mamba.serve`); models in
 :mod:`recbole_mamba.model`; the Mamba mixer in :mod:`recbole_mamba.layers`; the selective scan in
 :mod:`recbole_mamba.ops`. The package itself imports nothing heavy: the converters
 (``python -m recbole_mamba.atomics``) start without torch or RecBole.
 """
 
 __version__ = "0.1.0"
-_QUICK_START = ("run", "load_run")
+_LAZY = {"run": "quick_start", "load_run": "quick_start", "load": "serve"}
 
 
 def __getattr__(name):
-    if name in _QUICK_START:
-        from recbole_mamba import quick_start
+    if name in _LAZY:
+        import importlib
 
-        return getattr(quick_start, name)
+        return getattr(importlib.import_module(f"recbole_mamba.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'recbole_mamba' has no attribute {name!r}")

@@ -45,6 +45,16 @@ EVALUATE_OPTIONS = [
     ("evaluate", "evaluate a trained model instead of training one (a bare flag)"),
     ("checkpoint", "with --evaluate: a checkpoint written by training (saved/<model>-<time>.pth)"),
 ]
+RECOMMEND_OPTIONS = [
+    ("recommend", "write the top k items of every user of the training data (a bare flag)"),
+    ("checkpoint", "the trained model's checkpoint"),
+    ("users", "a file of user tokens, one per line (default: every user)"),
+    ("k", "items per user (default 10)"),
+    ("out", "the CSV to write: user_id, rank, item_id, score (default recs.csv)"),
+    ("exclude_seen", "leave out items the user already has (True/False, default False)"),
+    ("batch_size", "users scored at once (default 256)"),
+    ("device", "cpu (default) or cuda"),
+]
 TUNE_OPTIONS = [
     ("tune", "run a Ray Tune search instead of one training (a bare flag)"),
     ("params_file", "search space: yaml (properties/tune/<Model>.yaml) or a RecBole hyper file"),
@@ -56,7 +66,7 @@ TUNE_OPTIONS = [
     ("tune_dir", "output folder (default saved/tune/<model>-<dataset>-<time>/)"),
     ("resume", "continue the search in --tune_dir (a bare flag)"),
 ]
-FLAGS = ("tune", "resume", "evaluate")
+FLAGS = ("tune", "resume", "evaluate", "recommend")
 
 
 def _option_lines(options):
@@ -69,6 +79,7 @@ def usage():
     plugin, recbole_models = model_names()
     options = _option_lines(MAIN_OPTIONS)
     evaluate_options = _option_lines(EVALUATE_OPTIONS)
+    recommend_options = _option_lines(RECOMMEND_OPTIONS)
     tune_options = _option_lines(TUNE_OPTIONS)
     return (
         "usage: python run_recbole_mamba.py [--model=NAME] [--dataset=NAME] "
@@ -83,6 +94,8 @@ def usage():
         f"main options:\n{options}\n\n"
         f"evaluation (python run_recbole_mamba.py --evaluate --checkpoint=PATH [--key=value]):\n"
         f"{evaluate_options}\n\n"
+        f"recommendations (python run_recbole_mamba.py --recommend --checkpoint=PATH --out=recs.csv):\n"
+        f"{recommend_options}\n\n"
         f"search (python run_recbole_mamba.py --tune --params_file=... [--key=value fixed for every "
         f"trial]):\n{tune_options}\n"
     )
@@ -126,6 +139,8 @@ def _main(argv):
     args = parse_cmd_args([arg for arg in argv if arg[2:] not in FLAGS])
     if "evaluate" in flags:
         return _evaluate(args)
+    if "recommend" in flags:
+        return _recommend(args)
     model = args.pop("model", DEFAULT_MODEL)
     dataset = args.pop("dataset", EMBEDDED_DATASET)
     config_files = args.pop("config_files", "").split()
@@ -160,6 +175,42 @@ def _evaluate(args):
     config = result["config"]
     print(format_result(result, config["model"], config["dataset"]))
     return 0
+
+
+def _recommend(args):
+    """``--recommend --checkpoint=PATH``: the top k items of every (or every listed) user to CSV."""
+    checkpoint = args.pop("checkpoint", None)
+    if checkpoint is None or not os.path.isfile(checkpoint):
+        raise ConfigError(f"--recommend needs --checkpoint=PATH of a trained model; got {checkpoint!r}")
+    users = None
+    if "users" in args:
+        path = args.pop("users")
+        if not os.path.isfile(path):
+            raise ConfigError(f"users file not found: {path}")
+        with open(path, encoding="utf-8") as f:
+            users = [line.strip() for line in f if line.strip()]
+    k, batch_size = _int_option(args, "k", 10), _int_option(args, "batch_size", 256)
+    exclude_seen = args.pop("exclude_seen", "False")
+    if exclude_seen not in ("True", "False"):
+        raise ConfigError(f"exclude_seen must be True or False, got {exclude_seen!r}")
+    out, device = args.pop("out", "recs.csv"), args.pop("device", "cpu")
+    if args:
+        raise ConfigError(f"--recommend takes no --{next(iter(args))}")
+    from recbole_mamba.serve import load
+
+    rec = load(checkpoint, device=device)
+    written = rec.write_recommendations(out, users, k=k, exclude_seen=exclude_seen == "True", batch_size=batch_size)
+    print(f"wrote the top {k} items of {written} users to {out}")
+    return 0
+
+
+def _int_option(args, name, default):
+    value = args.pop(name, None)
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _tune(model, dataset, config_files, args, resume):

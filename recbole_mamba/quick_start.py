@@ -104,6 +104,7 @@ def run(
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
     trainer = SafeCheckpointTrainer(config, recommender)
+    trainer.item_tokens = [str(token) for token in data.field2id_token[data.iid_field]]
     epochs_run = 0
 
     def after_validation(epoch_idx, valid_score):

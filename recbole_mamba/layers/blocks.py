@@ -64,7 +64,16 @@ class MambaBlock(nn.Module):
 
     def forward(self, x):
         h = self.dropout(self.mixer(x))
+        return self._after_mixer(h, x)
+
+    def _after_mixer(self, h, x):
         x = self.norm(h + x if self.residual else h)
         if self.ffn is not None:
             x = self.ffn_norm(self.ffn_dropout(self.ffn(x)) + x)
         return x
+
+    def step(self, x, conv_state, ssm_state):
+        """One time step for recurrent inference: x (batch, d_model) and the mixer's states from
+        ``mixer.allocate_inference_cache`` (updated in place) -> (batch, d_model)."""
+        h, _, _ = self.mixer.step(x.unsqueeze(1), conv_state, ssm_state)
+        return self._after_mixer(self.dropout(h.squeeze(1)), x)

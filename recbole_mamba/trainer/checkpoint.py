@@ -36,7 +36,8 @@ def save_checkpoint(path, **state):
 
 
 def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint with ``weights_only=True``; never unpickles arbitrary objects."""
+    """Load a checkpoint with ``weights_only=True``; never unpickles arbitrary objects. A file that
+    is not one (pickled objects, truncated, another format) is a :class:`CheckpointError`."""
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -44,6 +45,8 @@ def load_checkpoint(path, map_location="cpu"):
             f"{path}: refusing to load: the file holds pickled Python objects (a checkpoint written "
             f"by RecBole's own Trainer?), and only weights-only checkpoints are loaded ({e})"
         ) from None
+    except (RuntimeError, EOFError, ValueError) as e:  # torch's reader on a truncated or foreign file
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or damaged?): {e}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")
     return checkpoint

@@ -18,6 +18,8 @@ class SafeCheckpointTrainer(Trainer):
     ``train_mode: all_positions`` the loss covers every position of each training row
     (:mod:`recbole_mamba.trainer.all_positions`)."""
 
+    item_tokens = None  # external item token of each item id (list of str), saved for serving
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if loss_func is None and self.config["train_mode"] == ALL_POSITIONS:
             loss_func = partial(all_positions_loss, self.model, loss_type=self.config["loss_type"])
@@ -32,6 +34,7 @@ class SafeCheckpointTrainer(Trainer):
             model=self.config["model"],
             dataset=self.config["dataset"],
             parameters_json=parameters_to_json(self.config),
+            item_tokens=self.item_tokens,
             epoch=int(epoch),
             cur_step=int(self.cur_step),
             best_valid_score=float(self.best_valid_score),

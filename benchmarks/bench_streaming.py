@@ -1,0 +1,70 @@
+"""Live sessions against re-encoding: per-event latency of ``observe`` + ``topk(10)`` for MambaRec
+(whole-history context, O(1) per event) and, for contrast, SASRec (a window, re-encoded per event),
+against scoring the history again with the batch model, at histories of 200, 2,000 and 5,000 items
+(batch 1, CPU), and the session's size in bytes.
+
+The models are trained for one epoch on ml-100k (all positions, MAX_ITEM_LIST_LENGTH 200) in a
+temporary folder: latency does not depend on how well they rank. Target: MambaRec's session
+>= 100x faster than re-encoding at 2,000 events. ``python benchmarks/bench_streaming.py``
+"""
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+import warnings
+
+import torch
+
+
+def per_event_seconds(fn, events):
+    start = time.perf_counter()
+    for item in events:
+        fn(item)
+    return (time.perf_counter() - start) / len(events)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", default="200,2000,5000")
+    parser.add_argument("--events", type=int, default=50, help="events timed per history")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    from recbole_mamba import load, run
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU: {platform.machine()}")
+    folder = tempfile.mkdtemp()
+    os.chdir(folder)
+    config = {"epochs": 1, "train_mode": "all_positions", "MAX_ITEM_LIST_LENGTH": 200, "state": "WARNING",
+              "show_progress": False}
+    for model in ("MambaRec", "SASRec"):
+        rec = load(run(model, "ml-100k", config_dict=config)["checkpoint"])
+        g = torch.Generator().manual_seed(0)
+        for length in (int(v) for v in args.lengths.split(",")):
+            items = torch.randint(1, len(rec.item_tokens), (length + args.events,), generator=g).tolist()
+            history, events = items[:length], items[length:]
+            session = rec.session()
+            for item in history:
+                session.observe_id(item)
+
+            def live(item):
+                session.observe_id(item)
+                rec.top(session.scores(), 10)
+
+            seen = list(history)
+
+            def again(item):
+                seen.append(item)
+                rec.top(rec.scores([seen])[0], 10)
+
+            streaming = per_event_seconds(live, events)
+            reencoding = per_event_seconds(again, events[: max(5, args.events // 5)])
+            print(f"{model} history {length:,}: observe+topk {streaming * 1e3:.2f} ms, re-encode+topk "
+                  f"{reencoding * 1e3:.2f} ms, ratio {reencoding / streaming:.1f}x"
+                  f"{' (target >= 100x at 2,000)' if model == 'MambaRec' and length == 2000 else ''}, "
+                  f"session {len(session.to_bytes()):,} bytes ({rec.context_limit or 'whole'} context)")
+
+
+if __name__ == "__main__":
+    main()
