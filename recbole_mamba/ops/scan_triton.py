@@ -26,6 +26,33 @@ def _softplus(x):
 
 
 @triton.jit
+def _params(A, D, bias, d, k, md, mk, n, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+            BLOCK_D: tl.constexpr, CT: tl.constexpr):
+    """A (channels, d_state), D and delta_bias (channels) of a block of channels."""
+    a = tl.load(A + d[:, None] * n + k[None, :], mask=md[:, None] & mk[None, :], other=0.0).to(CT)
+    dd = tl.zeros((BLOCK_D,), CT)
+    if HAS_D:
+        dd = tl.load(D + d, mask=md, other=0.0).to(CT)
+    db = tl.zeros((BLOCK_D,), CT)
+    if HAS_BIAS:
+        db = tl.load(bias + d, mask=md, other=0.0).to(CT)
+    return a, dd, db
+
+
+@triton.jit
+def _inputs(t, b, d, k, md, mk, db, u, delta, B, su0, su1, su2, sd0, sd1, sd2, sB0, sB1, sB2,
+            SOFTPLUS: tl.constexpr, CT: tl.constexpr):
+    """Step t's u (channels), delta + bias before softplus, dt, and B (d_state)."""
+    x = tl.load(u + b * su0 + d * su1 + t * su2, mask=md, other=0.0).to(CT)
+    pre = tl.load(delta + b * sd0 + d * sd1 + t * sd2, mask=md, other=0.0).to(CT) + db
+    dt = pre
+    if SOFTPLUS:
+        dt = _softplus(pre)
+    bt = tl.load(B + b * sB0 + k * sB1 + t * sB2, mask=mk, other=0.0).to(CT)
+    return x, pre, dt, bt
+
+
+@triton.jit
 def _scan_fwd(u, delta, A, B, C, D, z, bias, out, last,
               su0, su1, su2, sd0, sd1, sd2, sz0, sz1, sz2, sB0, sB1, sB2, sC0, sC1, sC2,
               dim, n, length,
@@ -36,20 +63,11 @@ def _scan_fwd(u, delta, A, B, C, D, z, bias, out, last,
     d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     k = tl.arange(0, BLOCK_N)
     md, mk = d < dim, k < n
-    a = tl.load(A + d[:, None] * n + k[None, :], mask=md[:, None] & mk[None, :], other=0.0).to(CT)
-    dd = tl.zeros((BLOCK_D,), CT)
-    if HAS_D:
-        dd = tl.load(D + d, mask=md, other=0.0).to(CT)
-    db = tl.zeros((BLOCK_D,), CT)
-    if HAS_BIAS:
-        db = tl.load(bias + d, mask=md, other=0.0).to(CT)
+    a, dd, db = _params(A, D, bias, d, k, md, mk, n, HAS_D, HAS_BIAS, BLOCK_D, CT)
     h = tl.zeros((BLOCK_D, BLOCK_N), CT)
     for t in range(0, length):
-        x = tl.load(u + b * su0 + d * su1 + t * su2, mask=md, other=0.0).to(CT)
-        dt = tl.load(delta + b * sd0 + d * sd1 + t * sd2, mask=md, other=0.0).to(CT) + db
-        if SOFTPLUS:
-            dt = _softplus(dt)
-        bt = tl.load(B + b * sB0 + k * sB1 + t * sB2, mask=mk, other=0.0).to(CT)
+        x, _, dt, bt = _inputs(t, b, d, k, md, mk, db, u, delta, B, su0, su1, su2, sd0, sd1, sd2,
+                               sB0, sB1, sB2, SOFTPLUS, CT)
         ct = tl.load(C + b * sC0 + k * sC1 + t * sC2, mask=mk, other=0.0).to(CT)
         h = tl.exp(dt[:, None] * a) * h + (dt * x)[:, None] * bt[None, :]
         y = tl.sum(h * ct[None, :], axis=1) + dd * x
@@ -80,24 +98,15 @@ def _scan_bwd(u, delta, A, B, C, D, z, bias, dout,
     md, mk = d < dim, k < n
     mdk = md[:, None] & mk[None, :]
     dk = d[:, None] * n + k[None, :]
-    a = tl.load(A + dk, mask=mdk, other=0.0).to(CT)
-    dd = tl.zeros((BLOCK_D,), CT)
-    if HAS_D:
-        dd = tl.load(D + d, mask=md, other=0.0).to(CT)
-    db = tl.zeros((BLOCK_D,), CT)
-    if HAS_BIAS:
-        db = tl.load(bias + d, mask=md, other=0.0).to(CT)
+    a, dd, db = _params(A, D, bias, d, k, md, mk, n, HAS_D, HAS_BIAS, BLOCK_D, CT)
 
     # pass 1: the state before each segment
     h = tl.zeros((BLOCK_D, BLOCK_N), CT)
     for s in range(0, n_segments):
         tl.store(start_states + (b * n_segments + s) * dim * n + dk, h, mask=mdk)
         for t in range(s * SEG, tl.minimum(s * SEG + SEG, length)):
-            x = tl.load(u + b * su0 + d * su1 + t * su2, mask=md, other=0.0).to(CT)
-            dt = tl.load(delta + b * sd0 + d * sd1 + t * sd2, mask=md, other=0.0).to(CT) + db
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            bt = tl.load(B + b * sB0 + k * sB1 + t * sB2, mask=mk, other=0.0).to(CT)
+            x, _, dt, bt = _inputs(t, b, d, k, md, mk, db, u, delta, B, su0, su1, su2, sd0, sd1, sd2,
+                                   sB0, sB1, sB2, SOFTPLUS, CT)
             h = tl.exp(dt[:, None] * a) * h + (dt * x)[:, None] * bt[None, :]
 
     # pass 2: segments from the last; recompute their states, then the adjoint backwards
@@ -112,21 +121,14 @@ def _scan_bwd(u, delta, A, B, C, D, z, bias, dout,
         h0 = tl.load(start_states + (b * n_segments + s) * dim * n + dk, mask=mdk, other=0.0)
         h = h0
         for t in range(first, end):
-            x = tl.load(u + b * su0 + d * su1 + t * su2, mask=md, other=0.0).to(CT)
-            dt = tl.load(delta + b * sd0 + d * sd1 + t * sd2, mask=md, other=0.0).to(CT) + db
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            bt = tl.load(B + b * sB0 + k * sB1 + t * sB2, mask=mk, other=0.0).to(CT)
+            x, _, dt, bt = _inputs(t, b, d, k, md, mk, db, u, delta, B, su0, su1, su2, sd0, sd1, sd2,
+                                   sB0, sB1, sB2, SOFTPLUS, CT)
             h = tl.exp(dt[:, None] * a) * h + (dt * x)[:, None] * bt[None, :]
             tl.store(states + (b * SEG + t - first) * dim * n + dk, h, mask=mdk)
         for j in range(0, end - first):
             t = end - 1 - j
-            x = tl.load(u + b * su0 + d * su1 + t * su2, mask=md, other=0.0).to(CT)
-            pre = tl.load(delta + b * sd0 + d * sd1 + t * sd2, mask=md, other=0.0).to(CT) + db
-            dt = pre
-            if SOFTPLUS:
-                dt = _softplus(pre)
-            bt = tl.load(B + b * sB0 + k * sB1 + t * sB2, mask=mk, other=0.0).to(CT)
+            x, pre, dt, bt = _inputs(t, b, d, k, md, mk, db, u, delta, B, su0, su1, su2, sd0, sd1, sd2,
+                                     sB0, sB1, sB2, SOFTPLUS, CT)
             ct = tl.load(C + b * sC0 + k * sC1 + t * sC2, mask=mk, other=0.0).to(CT)
             go = tl.load(dout + b * so0 + d * so1 + t * so2, mask=md, other=0.0).to(CT)
             h_t = tl.load(states + (b * SEG + t - first) * dim * n + dk, mask=mdk, other=0.0)
