@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_mamba.ops import BACKENDS, resolve_backend
+from recbole_mamba.ops import BACKENDS, resolve_backend, scan_cpu
 
 
 class Mamba(nn.Module):
@@ -45,7 +45,7 @@ class Mamba(nn.Module):
         self.dt_min, self.dt_max, self.dt_init = dt_min, dt_max, dt_init
         self.dt_scale, self.dt_init_floor = dt_scale, dt_init_floor
         self.backend = backend
-        self._scans = {}  # (backend, device type) -> the resolved backend's scan function
+        self._resolved = {}  # (backend, device type) -> the concrete backend's name
 
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
         self.conv1d = nn.Conv1d(
@@ -97,12 +97,15 @@ class Mamba(nn.Module):
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         return F.linear(dt, self.dt_proj.weight), B, C
 
-    def _scan(self, device):
-        """The scan function of ``self.backend`` on ``device``, resolved at its first use there."""
+    def _backend_on(self, device):
+        """The concrete backend of ``self.backend`` on ``device``, resolved at its first use there."""
         key = (self.backend, device.type)
-        if key not in self._scans:
-            self._scans[key] = BACKENDS[resolve_backend(self.backend, device)].scan
-        return self._scans[key]
+        if key not in self._resolved:
+            self._resolved[key] = resolve_backend(self.backend, device)
+        return self._resolved[key]
+
+    def _scan(self, device):
+        return BACKENDS[self._backend_on(device)].scan
 
     def forward(self, hidden_states):
         """hidden_states: (batch, L, d_model) -> (batch, L, d_model)."""
@@ -140,6 +143,16 @@ class Mamba(nn.Module):
         ssm_state = torch.zeros(batch_size, self.d_inner, self.d_state, device=device, dtype=ssm_dtype)
         return conv_state, ssm_state
 
+    def _fused_step(self, x, conv_state, ssm_state):
+        """Whether the ``cpu`` backend's one-call step applies: float32 CPU tensors, no gradient."""
+        tensors = (x, conv_state, ssm_state, self.A_log, self.x_proj.weight)
+        return (
+            not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+            and all(t.dtype == torch.float32 for t in tensors)
+            and conv_state.is_contiguous() and ssm_state.is_contiguous()
+            and self._backend_on(x.device) == "cpu"
+        )
+
     def step(self, hidden_states, conv_state, ssm_state):
         """One time step, as mamba-ssm's ``Mamba.step``.
 
@@ -147,8 +160,14 @@ class Mamba(nn.Module):
         :meth:`allocate_inference_cache` (updated in place and returned).
         Returns (out (batch, 1, d_model), conv_state, ssm_state).
         """
-        # few operations: at batch 1 a step costs about as many microseconds as PyTorch calls
         x, z = self.in_proj(hidden_states[:, 0]).chunk(2, dim=-1)  # (batch, d_inner) each
+        if self._fused_step(x, conv_state, ssm_state):
+            y = scan_cpu.mixer_step(
+                x.contiguous(), z.contiguous(), conv_state, self.conv1d.weight[:, 0, :], self.conv1d.bias,
+                self.x_proj.weight, self.dt_proj.weight, self.dt_proj.bias, self.A_log, self.D, ssm_state,
+            )
+            return self.out_proj(y).unsqueeze(1), conv_state, ssm_state
+        # few operations: at batch 1 a step costs about as many microseconds as PyTorch calls
         conv_state.copy_(torch.cat([conv_state[:, :, 1:], x.unsqueeze(-1)], dim=-1))
         x = (conv_state * self.conv1d.weight[:, 0, :]).sum(-1)
         if self.conv1d.bias is not None:

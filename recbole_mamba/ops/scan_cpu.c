@@ -280,3 +280,62 @@ int recbole_mamba_scan_bwd_##SUFFIX(const ScanArgs *a, i64 begin, i64 end) {    
 
 DEFINE_SCAN(float, f32)
 DEFINE_SCAN(double, f64)
+
+/* One step of the Mamba mixer after in_proj, for recurrent inference (float32, contiguous):
+ *   conv_state (batch, dim, width) shifts left and takes x; xs = silu(<conv_state, conv_w> + conv_b)
+ *   x_dbl = x_proj_w xs (rank + 2n values: dt_low, B, C); dt = softplus(dt_w dt_low + dt_b)
+ *   h = exp(dt A) h + dt xs B with A = -exp(A_log);  y = (<h, C> + D xs) silu(z)
+ * As Mamba.step, in one call instead of some thirty PyTorch operations. work: dim + rank + 2n. */
+typedef struct {
+    i64 batch, dim, n, rank, width;
+    const float *x, *z;              /* (batch, dim) */
+    float *conv_state;               /* (batch, dim, width), updated */
+    const float *conv_w, *conv_b;    /* (dim, width), (dim) or NULL */
+    const float *x_proj_w;           /* (rank + 2n, dim) */
+    const float *dt_w, *dt_b;        /* (dim, rank), (dim) */
+    const float *A_log, *D;          /* (dim, n), (dim) */
+    float *ssm_state;                /* (batch, dim, n), updated */
+    float *y;                        /* (batch, dim) */
+    float *work;
+} StepArgs;
+
+void recbole_mamba_step_f32(const StepArgs *a) {
+    const i64 dim = a->dim, n = a->n, r = a->rank, w = a->width, m = r + 2 * n;
+    float *xs = a->work, *x_dbl = a->work + dim;
+    for (i64 b = 0; b < a->batch; b++) {
+        const float *x = a->x + b * dim, *z = a->z + b * dim;
+        float *conv = a->conv_state + b * dim * w, *states = a->ssm_state + b * dim * n, *y = a->y + b * dim;
+        for (i64 d = 0; d < dim; d++) {
+            float *c = conv + d * w;
+            const float *cw = a->conv_w + d * w;
+            float acc = a->conv_b ? a->conv_b[d] : 0.f;
+            for (i64 j = 0; j + 1 < w; j++) c[j] = c[j + 1];
+            c[w - 1] = x[d];
+            for (i64 j = 0; j < w; j++) acc += c[j] * cw[j];
+            xs[d] = acc * sigmoid_f32(acc);
+        }
+        for (i64 j = 0; j < m; j++) {
+            const float *row = a->x_proj_w + j * dim;
+            float acc = 0.f;
+            #pragma omp simd reduction(+:acc)
+            for (i64 d = 0; d < dim; d++) acc += row[d] * xs[d];
+            x_dbl[j] = acc;
+        }
+        const float *B = x_dbl + r, *C = x_dbl + r + n;
+        for (i64 d = 0; d < dim; d++) {
+            float pre = a->dt_b ? a->dt_b[d] : 0.f;
+            for (i64 k = 0; k < r; k++) pre += a->dt_w[d * r + k] * x_dbl[k];
+            const float dt = softplus_f32(pre), dtx = dt * xs[d];
+            float *h = states + d * n;
+            const float *A_log = a->A_log + d * n;
+            float acc = 0.f;
+            #pragma omp simd reduction(+:acc)
+            for (i64 k = 0; k < n; k++) {
+                h[k] = exp_f32(-dt * exp_f32(A_log[k])) * h[k] + dtx * B[k];
+                acc += h[k] * C[k];
+            }
+            const float yd = acc + (a->D ? a->D[d] : 0.f) * xs[d];
+            y[d] = yd * z[d] * sigmoid_f32(z[d]);
+        }
+    }
+}

@@ -65,6 +65,17 @@ class ScanArgs(ctypes.Structure):
     ]
 
 
+class StepArgs(ctypes.Structure):
+    """Mirror of ``StepArgs`` in scan_cpu.c."""
+
+    _fields_ = [
+        ("batch", _i64), ("dim", _i64), ("n", _i64), ("rank", _i64), ("width", _i64),
+        ("x", _ptr), ("z", _ptr), ("conv_state", _ptr), ("conv_w", _ptr), ("conv_b", _ptr),
+        ("x_proj_w", _ptr), ("dt_w", _ptr), ("dt_b", _ptr), ("A_log", _ptr), ("D", _ptr),
+        ("ssm_state", _ptr), ("y", _ptr), ("work", _ptr),
+    ]
+
+
 def cache_dir():
     return Path(os.environ.get("RECBOLE_MAMBA_CACHE") or Path.home() / ".cache" / "recbole_mamba")
 
@@ -130,6 +141,8 @@ def _build():
                 getattr(lib, name).restype = ctypes.c_int
             lib.recbole_mamba_exp_f32.argtypes = (_ptr, _ptr, _i64)
             lib.recbole_mamba_exp_f32.restype = None
+            lib.recbole_mamba_step_f32.argtypes = (ctypes.POINTER(StepArgs),)
+            lib.recbole_mamba_step_f32.restype = None
             return lib, None
     if not complaints:
         return None, "no C compiler found (set $CC, or install gcc or clang)"
@@ -204,6 +217,21 @@ def exp_f32(x):
     x = x.to(torch.float32).contiguous()
     y = torch.empty_like(x)
     library().recbole_mamba_exp_f32(x.data_ptr(), y.data_ptr(), x.numel())
+    return y
+
+
+def mixer_step(x, z, conv_state, conv_w, conv_b, x_proj_w, dt_w, dt_b, A_log, D, ssm_state):
+    """``Mamba.step`` after in_proj, in one kernel call (inference, float32, contiguous tensors):
+    x, z (batch, dim); conv_state (batch, dim, width) and ssm_state (batch, dim, n), updated in
+    place; weights as the mixer holds them (conv_w (dim, width)). Returns y (batch, dim), gated."""
+    batch, dim = x.shape
+    n, rank = A_log.shape[1], dt_w.shape[1]
+    y = torch.empty_like(x)
+    work = torch.empty(dim + rank + 2 * n, dtype=torch.float32)
+    args = StepArgs(batch, dim, n, rank, conv_state.shape[2], _ptr_of(x), _ptr_of(z), _ptr_of(conv_state),
+                    _ptr_of(conv_w), _ptr_of(conv_b), _ptr_of(x_proj_w), _ptr_of(dt_w), _ptr_of(dt_b),
+                    _ptr_of(A_log), _ptr_of(D), _ptr_of(ssm_state), _ptr_of(y), _ptr_of(work))
+    library().recbole_mamba_step_f32(ctypes.byref(args))
     return y
 
 

@@ -212,7 +212,8 @@ class Recommender:
     def write_recommendations(self, out, users=None, k=10, exclude_seen=False, batch_size=256, progress=True):
         """Write ``user_id,rank,item_id,score`` rows (CSV) of the k best items of every user (or of
         ``users``) to ``out``, scoring ``batch_size`` users at a time; the file appears whole or
-        not at all. Returns the number of users written."""
+        not at all. Returns the number of users written (users none of whose items the model
+        knows have no rows)."""
         import csv
 
         from tqdm import tqdm
@@ -221,18 +222,20 @@ class Recommender:
 
         histories = self.user_histories(users)
         items = list(histories.items())
+        written = 0
         with atomic_open(out, "w", newline="") as f, tqdm(total=len(items), unit="user", disable=not progress) as bar:
             writer = csv.writer(f)
             writer.writerow(["user_id", "rank", "item_id", "score"])
             for start in range(0, len(items), batch_size):
                 batch = [(user, ids) for user, ids in items[start:start + batch_size] if ids]
+                written += len(batch)
                 if batch:
                     scores = self.scores([ids for _, ids in batch])
                     for (user, ids), row in zip(batch, scores, strict=True):
                         best = self.top(row, k, ids if exclude_seen else ())
                         writer.writerows((user, rank, item, f"{score:.6g}") for rank, (item, score) in enumerate(best, 1))
                 bar.update(min(batch_size, len(items) - start))
-        return len(items)
+        return written
 
     def session(self, history=(), unknown="error"):
         """A live :class:`~recbole_mamba.serve.session.Session` after ``history`` (external tokens)."""

@@ -85,6 +85,31 @@ def test_step_equals_forward(length, backend):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fused_cpu_step_equals_the_pytorch_step(batch, monkeypatch):
+    """On the cpu backend, inference steps run in one kernel call; states and outputs equal the
+    PyTorch-ops step, and the kernel is what ran."""
+    from recbole_mamba.ops import scan_cpu
+
+    calls = []
+    real = scan_cpu.mixer_step
+    monkeypatch.setattr(scan_cpu, "mixer_step", lambda *a: calls.append(1) or real(*a))
+    fused, plain = mixer("cpu", d_model=32, d_state=16), mixer("torch", d_model=32, d_state=16)
+    x = torch.randn(batch, 6, 32)
+    states = [fused.allocate_inference_cache(batch, 6), plain.allocate_inference_cache(batch, 6)]
+    with torch.inference_mode():
+        for t in range(6):
+            a = fused.step(x[:, t:t + 1], *states[0])[0]
+            b = plain.step(x[:, t:t + 1], *states[1])[0]
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert len(calls) == 6
+    for got, expected in zip(states[0], states[1], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    with torch.enable_grad():  # a step that must be differentiated takes the PyTorch ops
+        fused.step(x[:, :1].requires_grad_(), *fused.allocate_inference_cache(batch, 1))
+    assert len(calls) == 6
+
+
 def test_inference_cache_takes_mamba_ssm_arguments():
     """Code written for mamba_ssm.Mamba: allocate_inference_cache(batch_size, max_seqlen, dtype)."""
     m = mixer(d_model=32, d_state=16)
