@@ -36,9 +36,6 @@ class _Reencode:
     def initial(self):
         return {}
 
-    def step(self, state, item, position):
-        return state
-
     def scores(self, state, window):
         return self.rec.scores([window])[0]
 
