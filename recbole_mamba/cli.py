@@ -162,13 +162,19 @@ def _main(argv):
     return 0
 
 
-def _evaluate(args):
-    """``--evaluate --checkpoint=PATH``: rebuild the run from its checkpoint and print its table."""
+def _checkpoint_option(args, flag):
+    """The ``--checkpoint=PATH`` that ``--flag`` needs, an existing file."""
     checkpoint = args.pop("checkpoint", None)
     if checkpoint is None:
-        raise ConfigError("--evaluate needs --checkpoint=PATH (a checkpoint written by training)")
+        raise ConfigError(f"--{flag} needs --checkpoint=PATH (a checkpoint written by training)")
     if not os.path.isfile(checkpoint):
         raise ConfigError(f"checkpoint not found: {checkpoint}")
+    return checkpoint
+
+
+def _evaluate(args):
+    """``--evaluate --checkpoint=PATH``: rebuild the run from its checkpoint and print its table."""
+    checkpoint = _checkpoint_option(args, "evaluate")
     from recbole_mamba.quick_start import load_run
 
     result = load_run(checkpoint, cmd_args=[f"--{key}={value}" for key, value in args.items()])
@@ -179,9 +185,7 @@ def _evaluate(args):
 
 def _recommend(args):
     """``--recommend --checkpoint=PATH``: the top k items of every (or every listed) user to CSV."""
-    checkpoint = args.pop("checkpoint", None)
-    if checkpoint is None or not os.path.isfile(checkpoint):
-        raise ConfigError(f"--recommend needs --checkpoint=PATH of a trained model; got {checkpoint!r}")
+    checkpoint = _checkpoint_option(args, "recommend")
     users = None
     if "users" in args:
         path = args.pop("users")

@@ -3,7 +3,6 @@
 ``load_data_and_model``; both with the plugin's config, model registry and weights-only
 checkpoints."""
 
-import json
 import logging
 import os
 import sys
@@ -15,7 +14,7 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 
 from recbole_mamba.config import ALL_POSITIONS, ALL_POSITIONS_ABOVE, AUTO, ConfigError, RecboleMambaConfig
 from recbole_mamba.data import create_dataset
-from recbole_mamba.trainer import CheckpointError, SafeCheckpointTrainer, load_checkpoint
+from recbole_mamba.trainer import SafeCheckpointTrainer, checkpoint_parameters, load_checkpoint
 
 
 def evaluation_protocol(config):
@@ -141,30 +140,22 @@ def run(
     }
 
 
-def config_from_checkpoint(checkpoint, config_dict=None, cmd_args=()):
-    """The config a checkpoint was trained with, rebuilt from the values it stores (weights-only),
-    with ``config_dict`` / ``cmd_args`` on top (e.g. another ``data_path`` or ``use_gpu``)."""
-    path = str(checkpoint)
-    state = load_checkpoint(path)
-    parameters = json.loads(state.get("parameters_json") or "null")
-    if parameters is None:
-        raise CheckpointError(f"{path}: it holds no parameters to rebuild its config from (written by an "
-                              "older recbole-mamba, or with RecBole's own Config)")
-    return RecboleMambaConfig(state["model"], state["dataset"], config_dict={**parameters, **(config_dict or {})},
-                              cmd_args=cmd_args)
-
-
 def load_run(checkpoint, config_dict=None, cmd_args=()):
     """Rebuild config, dataset and model from ``checkpoint`` alone (weights-only) and evaluate it
-    on the validation and test rows of the dataset it was trained on.
+    on the validation and test rows of the dataset it was trained on; ``config_dict`` /
+    ``cmd_args`` go on top of the stored parameters (e.g. another ``data_path`` or ``use_gpu``).
 
     Returns a dict as :func:`run`'s, with ``valid_result`` (this evaluation) in place of
     ``best_valid_result``, and ``model`` (the loaded model, in eval mode).
     """
-    config = config_from_checkpoint(checkpoint, config_dict, cmd_args)
+    path = str(checkpoint)
+    state = load_checkpoint(path)
+    parameters = checkpoint_parameters(path, state)
+    config = RecboleMambaConfig(state["model"], state["dataset"], config_dict={**parameters, **(config_dict or {})},
+                                cmd_args=cmd_args)
     _, (_, valid_data, test_data), recommender = _build(config)
     trainer = SafeCheckpointTrainer(config, recommender)
-    trainer.load_weights(str(checkpoint))
+    trainer.load_weights(state)
     show = config["show_progress"]
     valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=show)
     test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=show)

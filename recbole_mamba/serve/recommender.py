@@ -11,7 +11,6 @@ limit, so they read a user's whole history (and a session updates in O(1) per ev
 model reads the last ``MAX_ITEM_LIST_LENGTH`` events, as in training and evaluation.
 """
 
-import json
 import os
 import warnings
 
@@ -21,7 +20,7 @@ from recbole.data.interaction import Interaction
 from recbole_mamba.config import EMBEDDED_DATASET
 from recbole_mamba.errors import InputError
 from recbole_mamba.registry import get_model
-from recbole_mamba.trainer.checkpoint import CheckpointError, load_checkpoint
+from recbole_mamba.trainer.checkpoint import CheckpointError, checkpoint_parameters, load_checkpoint
 
 
 class ServeError(InputError):
@@ -53,11 +52,11 @@ def load(checkpoint, device="cpu", model=None):
     ``model``: the model class name expected (a checkpoint of another model is an error)."""
     path = str(checkpoint)
     state = load_checkpoint(path)
-    parameters = json.loads(state.get("parameters_json") or "null")
+    parameters = checkpoint_parameters(path, state)
     tokens = state.get("item_tokens")
-    if parameters is None or tokens is None:
-        raise CheckpointError(f"{path}: it holds no parameters or item tokens to serve from (written by an "
-                              "older recbole-mamba, or with RecBole's own Config)")
+    if tokens is None:
+        raise CheckpointError(f"{path}: it holds no item tokens to serve from (written by an older "
+                              "recbole-mamba)")
     name = state.get("model")
     if model is not None and name != model:
         raise CheckpointError(f"{path}: a checkpoint of {name}, not of {model}")
@@ -155,22 +154,25 @@ class Recommender:
         values, ids = scores.topk(min(k, len(self.item_tokens) - 1))
         return [(self.item_tokens[i], float(v)) for i, v in zip(ids.tolist(), values.tolist(), strict=True)]
 
+    def best(self, histories, k=10, exclude_seen=False, batch_size=256):
+        """[(item token, score)] of the k best next items after each history of item ids, scoring
+        ``batch_size`` histories at a time (a generator, in the order given)."""
+        for start in range(0, len(histories), batch_size):
+            batch = histories[start:start + batch_size]
+            for ids, row in zip(batch, self.scores(batch), strict=True):
+                yield self.top(row, k, ids if exclude_seen else ())
+
     def recommend(self, history, k=10, exclude_seen=False, unknown="error"):
         """[(item token, score)] of the k best next items after ``history`` (external tokens,
         oldest first)."""
-        ids = self.ids_of(history, unknown)
-        return self.top(self.scores([ids])[0], k, ids if exclude_seen else ())
+        return next(self.best([self.ids_of(history, unknown)], k, exclude_seen))
 
     def recommend_users(self, user_tokens, k=10, exclude_seen=False):
         """{user token: [(item token, score)]} for users of the training data, from their
         histories in the dataset's atomic ``.inter`` file (read now, not at load)."""
         wanted = [str(u) for u in user_tokens]
         histories = self.user_histories(wanted)
-        out = {}
-        for user in wanted:
-            ids = histories[user]
-            out[user] = self.top(self.scores([ids])[0], k, ids if exclude_seen else ())
-        return out
+        return dict(zip(wanted, self.best([histories[u] for u in wanted], k, exclude_seen), strict=True))
 
     def inter_file(self):
         """The atomic ``.inter`` file of the dataset the model was trained on."""
@@ -220,22 +222,15 @@ class Recommender:
 
         from recbole_mamba.files import atomic_open
 
-        histories = self.user_histories(users)
-        items = list(histories.items())
-        written = 0
-        with atomic_open(out, "w", newline="") as f, tqdm(total=len(items), unit="user", disable=not progress) as bar:
+        known = [(user, ids) for user, ids in self.user_histories(users).items() if ids]
+        with atomic_open(out, "w", newline="") as f, tqdm(total=len(known), unit="user", disable=not progress) as bar:
             writer = csv.writer(f)
             writer.writerow(["user_id", "rank", "item_id", "score"])
-            for start in range(0, len(items), batch_size):
-                batch = [(user, ids) for user, ids in items[start:start + batch_size] if ids]
-                written += len(batch)
-                if batch:
-                    scores = self.scores([ids for _, ids in batch])
-                    for (user, ids), row in zip(batch, scores, strict=True):
-                        best = self.top(row, k, ids if exclude_seen else ())
-                        writer.writerows((user, rank, item, f"{score:.6g}") for rank, (item, score) in enumerate(best, 1))
-                bar.update(min(batch_size, len(items) - start))
-        return written
+            best = self.best([ids for _, ids in known], k, exclude_seen, batch_size)
+            for (user, _), items in zip(known, best, strict=True):
+                writer.writerows((user, rank, item, f"{score:.6g}") for rank, (item, score) in enumerate(items, 1))
+                bar.update()
+        return len(known)
 
     def session(self, history=(), unknown="error"):
         """A live :class:`~recbole_mamba.serve.session.Session` after ``history`` (external tokens)."""

@@ -29,6 +29,16 @@ def parameters_to_json(config):
     return json.dumps(getattr(config, "parameters_dict", None), sort_keys=True)
 
 
+def checkpoint_parameters(path, checkpoint):
+    """The parameters a loaded checkpoint's config was built from (see :func:`parameters_to_json`);
+    a :class:`CheckpointError` where it holds none."""
+    parameters = json.loads(checkpoint.get("parameters_json") or "null")
+    if parameters is None:
+        raise CheckpointError(f"{path}: it holds no parameters to rebuild its config from (written by an "
+                              "older recbole-mamba, or with RecBole's own Config)")
+    return parameters
+
+
 def save_checkpoint(path, **state):
     """Write ``state`` (tensors, state_dicts, numbers, strings) atomically to ``path``."""
     with atomic_open(path, "wb") as f:

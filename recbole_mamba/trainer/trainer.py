@@ -54,9 +54,12 @@ class SafeCheckpointTrainer(Trainer):
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
 
-    def load_weights(self, checkpoint_file):
-        """Load the model weights of a checkpoint (weights-only)."""
-        self._load_model_weights(load_checkpoint(checkpoint_file, map_location=self.device))
+    def load_weights(self, checkpoint):
+        """Load the model weights of a checkpoint: a file (read weights-only) or one already loaded
+        with :func:`~recbole_mamba.trainer.checkpoint.load_checkpoint`."""
+        if not isinstance(checkpoint, dict):
+            checkpoint = load_checkpoint(checkpoint, map_location=self.device)
+        self._load_model_weights(checkpoint)
 
     def resume_checkpoint(self, resume_file):
         resume_file = str(resume_file)

@@ -69,7 +69,8 @@ def test_help_lists_models_datasets_and_options(tiny_data_path, tmp_path):
         (["--dataset=kuairand"], "make it with: python -m recbole_mamba.atomics kuairand"),
         (["--evaluate"], "--evaluate needs --checkpoint=PATH"),
         (["--evaluate", "--checkpoint=nope.pth"], "checkpoint not found: nope.pth"),
-        (["--recommend"], "--recommend needs --checkpoint=PATH of a trained model; got None"),
+        (["--recommend"], "--recommend needs --checkpoint=PATH (a checkpoint written by training)"),
+        (["--recommend", "--checkpoint=nope.pth"], "checkpoint not found: nope.pth"),
         (["--tune", "--params_file=x.yaml", "--num_samples=many"], "num_samples must be an integer, got 'many'"),
     ],
 )
