@@ -1,4 +1,5 @@
-"""``python -m recbole_mamba.atomics {kuairand,lfm1b} INPUT ... [options]``."""
+"""``python -m recbole_mamba.atomics {kuairand,lfm1b} INPUT ... [options]`` and
+``python -m recbole_mamba.atomics synthetic [options]``."""
 
 import argparse
 import sys
@@ -6,6 +7,7 @@ import sys
 from recbole_mamba.allocator import return_large_allocations
 from recbole_mamba.atomics.convert import KUAIRAND_COLUMNS, SIGNALS, convert_kuairand, convert_lfm1b
 from recbole_mamba.atomics.options import ConvertOptions
+from recbole_mamba.atomics.synthetic import DEFAULT_LAGS, write_synthetic
 from recbole_mamba.errors import InputError
 
 PROG = "python -m recbole_mamba.atomics"
@@ -36,14 +38,29 @@ def build_parser():
     lfm.add_argument("--item", choices=["track", "album", "artist"], default="track")
     lfm.add_argument("--users-file", help="LFM-1b_users.txt, written as the .user file")
     lfm.add_argument("--items-file", help="LFM-1b_tracks/albums/artists.txt (as --item), written as the .item file")
+    syn = sub.add_parser("synthetic", help="generated data with a planted long-range rule (see README)")
+    syn.add_argument("--users", type=int, default=1000)
+    syn.add_argument("--length", type=int, default=200, help="interactions per user")
+    syn.add_argument("--items", type=int, default=500)
+    syn.add_argument("--lags", type=_int_list, default=list(DEFAULT_LAGS),
+                     help="each user's next item is revealed by the item this many steps back, e.g. 4,16,64")
+    syn.add_argument("--noise", type=float, default=0.1, help="probability that an item is uniform instead")
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--name", help="dataset name (default synthetic-<lags>)")
+    syn.add_argument("--output-dir", default="dataset_atomics")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     return_large_allocations()  # peak RSS follows live data (see recbole_mamba.allocator)
-    options = ConvertOptions.values_of(args)
     try:
+        if args.source == "synthetic":
+            stats = write_synthetic(args.output_dir, users=args.users, length=args.length, items=args.items,
+                                    lags=args.lags, noise=args.noise, seed=args.seed, name=args.name)
+            print(f"wrote {stats['folder']}")
+            return 0
+        options = ConvertOptions.values_of(args)
         if args.source == "kuairand":
             fields = [f.strip() for f in args.fields.split(",") if f.strip()]
             stats = convert_kuairand(args.inputs, signal=args.signal, tabs=args.tabs, fields=fields,

@@ -313,3 +313,22 @@ def test_converted_dataset_trains_mambarec(tmp_path):
                "--hidden_size=16", "--MAX_ITEM_LIST_LENGTH=10", "--show_progress=False", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("MambaRec on kuairand-20 — test, full ranking")
+
+
+def test_synthetic_writes_a_dataset_whose_rule_needs_the_long_context(tmp_path, capsys):
+    import json
+
+    from recbole_mamba.atomics.__main__ import main
+
+    assert main(["synthetic", "--users", "50", "--length", "30", "--items", "20", "--lags", "4,16",
+                 "--noise", "0.2", "--output-dir", str(tmp_path), "--name", "syn"]) == 0
+    folder = tmp_path / "syn"
+    lines = (folder / "syn.inter").read_text().splitlines()
+    assert lines[0] == "user_id:token\titem_id:token\ttimestamp:float" and len(lines) == 1 + 50 * 30
+    stats = json.loads((folder / "stats.json").read_text())
+    oracle = stats["oracle_hr@1_by_context"]
+    assert oracle["1"] == 0.05 and oracle["1"] < oracle["5"] < oracle["17"]  # longer context: better ceiling
+    assert oracle["17"] == pytest.approx(1 - 0.2 + 0.2 / 20)
+    assert "oracle HR@1 by context length" in capsys.readouterr().out
+    assert main(["synthetic", "--lags", "0", "--output-dir", str(tmp_path)]) == 2
+    assert "lags must be positive integers" in capsys.readouterr().err
