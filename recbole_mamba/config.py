@@ -3,7 +3,9 @@
 Merge order (later wins), as RecBole's own: RecBole's defaults < plugin defaults
 (``properties/overall.yaml``) < model yaml (``properties/model/<Model>.yaml``) < dataset yaml
 (``properties/dataset/<dataset>.yaml``, then ``<data_path>/<dataset>/<dataset>.yaml`` written by the
-converters) < user config files < config dict < command-line ``--key=value``.
+converters) < the model's tuned settings for the dataset (``properties/tuned/<dataset>/<Model>.yaml``,
+each with the search that found them) < user config files < config dict < command-line
+``--key=value``.
 
 Checked here, each with one :class:`ConfigError` line: the model and dataset names (a name that
 prefixes exactly one converted dataset, e.g. ``kuairand`` for ``kuairand-2k``, resolves to it),
@@ -29,7 +31,8 @@ PREFIX, ALL_POSITIONS, AUTO = "prefix", "all_positions", "auto"
 TRAIN_MODES = (PREFIX, ALL_POSITIONS)
 ALL_POSITIONS_ABOVE = 200  # train_mode auto: all_positions when MAX_ITEM_LIST_LENGTH is longer
 EMBEDDED_DATASET = "ml-100k"  # ships inside the recbole wheel (recbole/dataset_example/ml-100k)
-CHOICES = {"mamba_backend": BACKEND_NAMES, "train_mode": (AUTO, *TRAIN_MODES)}
+TRAIN_WINDOWS = ("all", "last")  # all_positions: every window of a user's history, or the last one
+CHOICES = {"mamba_backend": BACKEND_NAMES, "train_mode": (AUTO, *TRAIN_MODES), "train_windows": TRAIN_WINDOWS}
 # how to make a dataset that is missing, by the start of its name
 CONVERTERS = {
     "kuairand": "python -m recbole_mamba.atomics kuairand log_standard_*.csv log_random_*.csv --max-len 2000",
@@ -196,6 +199,7 @@ class RecboleMambaConfig(Config):
             (props / "model" / f"{model}.yaml", False),
             (props / "dataset" / f"{dataset}.yaml", True),
             (Path(self._data_path()) / dataset / f"{dataset}.yaml", True),
+            (props / "tuned" / dataset / f"{model}.yaml", False),
         ]
 
     def _load_internal_config_dict(self, model, model_class, dataset):
@@ -233,9 +237,7 @@ class RecboleMambaConfig(Config):
     def _set_train_mode(self):
         """``train_mode``: prefix (RecBole's augmentation), all_positions, or auto/None:
         all_positions when MAX_ITEM_LIST_LENGTH > ALL_POSITIONS_ABOVE, else prefix."""
-        length = self.final_config_dict.get("MAX_ITEM_LIST_LENGTH")
-        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
-            raise ConfigError(f"MAX_ITEM_LIST_LENGTH must be a positive integer, got {length!r}")
+        length = length_of(self.final_config_dict)
         mode = self.final_config_dict.get("train_mode")
         self.train_mode_chosen_automatically = mode in (None, AUTO)
         if self.train_mode_chosen_automatically:
@@ -294,6 +296,12 @@ class RecboleMambaConfig(Config):
         all_positions = self.final_config_dict["train_mode"] == ALL_POSITIONS
         if all_positions:  # negatives are drawn per position by the loss, not by RecBole's sampler
             self.final_config_dict["train_neg_sample_args"] = None
+            tokens = self.final_config_dict.get("train_batch_tokens")
+            # a train_batch_size given by the user (file, dict, command line) wins
+            if tokens is not None and "train_batch_size" not in self.external_config_dict:
+                if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
+                    raise ConfigError(f"train_batch_tokens must be a positive integer, got {tokens!r}")
+                self.final_config_dict["train_batch_size"] = max(1, tokens // length_of(self.final_config_dict))
         loss_type = self.final_config_dict.get("loss_type")
         pairwise = getattr(self.model_class, "input_type", None) == InputType.PAIRWISE
         if (loss_type in SAMPLED_LOSSES or pairwise) and not all_positions and not self.final_config_dict.get(
@@ -308,6 +316,14 @@ class RecboleMambaConfig(Config):
         elif loss_type == "BCE" and not hasattr(self.model_class, "input_type"):
             # RecBole only knows CE (pointwise) and BPR (pairwise); BCE reads pairs like BPR
             self.final_config_dict["MODEL_INPUT_TYPE"] = InputType.PAIRWISE
+
+
+def length_of(config):
+    """``MAX_ITEM_LIST_LENGTH``, checked."""
+    length = config.get("MAX_ITEM_LIST_LENGTH")
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise ConfigError(f"MAX_ITEM_LIST_LENGTH must be a positive integer, got {length!r}")
+    return length
 
 
 def _is_plain(value):

@@ -14,6 +14,7 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 
 from recbole_mamba.config import ALL_POSITIONS, ALL_POSITIONS_ABOVE, AUTO, ConfigError, RecboleMambaConfig
 from recbole_mamba.data import create_dataset
+from recbole_mamba.data.history import attach_history, history_to_exclude
 from recbole_mamba.trainer import SafeCheckpointTrainer, checkpoint_parameters, load_checkpoint
 
 
@@ -35,7 +36,8 @@ def evaluation_protocol(config):
         how = "leave-one-out" + (" by time" if order == "TO" else "")
     else:
         how = f"split {split}, order {order}"
-    return f"{ranking}, {how}"
+    masked = ", history items masked" if config["exclude_history"] else ", no history masking"
+    return f"{ranking}, {how}{masked}"
 
 
 def check_sampled_evaluation(config, dataset):
@@ -62,10 +64,21 @@ def _build(config):
     how = (f" ({AUTO}: {ALL_POSITIONS} above MAX_ITEM_LIST_LENGTH {ALL_POSITIONS_ABOVE})"
            if config.train_mode_chosen_automatically else "")
     logger.info(set_color("train_mode", "blue") + f": {config['train_mode']}{how}")
+    if config["train_mode"] == ALL_POSITIONS:
+        tokens = config["train_batch_tokens"]
+        given = "train_batch_size" in config.external_config_dict or tokens is None
+        logger.info(
+            set_color("train batches", "blue") + f": {config['train_batch_size']} windows "
+            + ("(train_batch_size)" if given else
+               f"(train_batch_tokens {tokens} / MAX_ITEM_LIST_LENGTH {config['MAX_ITEM_LIST_LENGTH']})")
+            + f", train_windows {config['train_windows']}"
+        )
     data = create_dataset(config)
     logger.info(data)
     check_sampled_evaluation(config, data)
+    history = history_to_exclude(config, data)
     train_data, valid_data, test_data = data_preparation(config, data)
+    attach_history(history, valid_data, test_data)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     recommender = config.model_class(config, train_data._dataset).to(config["device"])

@@ -1,14 +1,20 @@
-"""A sequential dataset with at most three rows per user, for all-position training.
+"""A sequential dataset of windows, for all-position training.
 
 RecBole's ``SequentialDataset`` turns a user with n interactions into n-1 dense rows of
-``MAX_ITEM_LIST_LENGTH`` (prefix augmentation): O(n * L) memory. :class:`WindowDataset` keeps,
-per user with interactions s_0..s_{n-1} (by time), only the rows RecBole's leave-one-out split
-would put in valid and test, and one training row:
+``MAX_ITEM_LIST_LENGTH`` (prefix augmentation): O(n * L) memory, and each interaction is encoded
+up to L times per epoch. :class:`WindowDataset` keeps, per user with interactions s_0..s_{n-1}
+(by time), the rows RecBole's leave-one-out split puts in valid and test, and training windows
+that a loss at every position covers once each:
 
 - test:  history s_{n-1-L}..s_{n-2}, target s_{n-1}
 - valid: history s_{n-2-L}..s_{n-3}, target s_{n-2}
-- train: history s_{n-3-L}..s_{n-4}, target s_{n-3}: with the target appended, the user's last
-  L+1 training interactions, so a loss at every position trains on all of them at once.
+- train (``train_windows: last``): history s_{n-3-L}..s_{n-4}, target s_{n-3}: with the target
+  appended, the user's last L+1 training interactions;
+- train (``train_windows: all``, the default): that window, and the windows before it, back to
+  the user's first interaction: targets s_{n-3}, s_{n-3-L}, s_{n-3-2L}, ..., each window with the
+  L interactions before its target as history, so that every training interaction but the
+  user's first is predicted exactly once per epoch, however long the history. A user with
+  n - 3 <= L interactions of training history has one window either way.
 
 Users with 2 or 3 interactions get 1 or 2 rows, as in RecBole. RecBole's own split
 (``LS: valid_and_test``) then yields the same valid and test rows as prefix mode.
@@ -25,13 +31,15 @@ import torch
 from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
 
+from recbole_mamba.config import TRAIN_WINDOWS
+
 WINDOW_START = "window_start"  # row field: index of the history's first interaction
 
 
 class WindowDataset(SequentialDataset):
-    """``SequentialDataset`` whose augmentation emits the three rows above per user."""
+    """``SequentialDataset`` whose augmentation emits the rows above per user."""
 
-    ROWS_PER_USER = 3
+    EVAL_ROWS = 2  # valid and test
 
     def data_augmentation(self):
         self._aug_presets()
@@ -42,11 +50,8 @@ class WindowDataset(SequentialDataset):
         new = np.r_[True, uid[1:] != uid[:-1]] if len(uid) else np.zeros(0, dtype=bool)
         starts = np.flatnonzero(new)
         ends = np.append(starts[1:], len(uid))
-        # targets: the last min(n - 1, 3) interactions of each user, oldest first
-        n_rows = np.minimum(ends - starts - 1, self.ROWS_PER_USER)
-        user_of_row = np.repeat(np.arange(len(starts)), n_rows)
-        back = np.concatenate([np.arange(k, 0, -1) for k in n_rows]) if len(n_rows) else np.zeros(0, int)
-        target = ends[user_of_row] - back  # index of each row's target interaction
+        target = self._targets(starts, ends, max_len, self.config["train_windows"] or "all")
+        user_of_row = np.searchsorted(starts, target, side="right") - 1
         first = np.maximum(starts[user_of_row], target - max_len)  # history [first, target)
 
         self.history_sources = {}  # list field -> the time-sorted values it is cut from
@@ -63,6 +68,30 @@ class WindowDataset(SequentialDataset):
             WINDOW_START: torch.from_numpy(first.astype(np.int64)),
         }))
         self.inter_feat = rows
+
+    @classmethod
+    def _targets(cls, starts, ends, max_len, train_windows):
+        """Index of each row's target interaction, per user (``starts``/``ends``: the users'
+        interaction ranges) in time order: training windows, then valid and test."""
+        n = ends - starts
+        eval_rows = np.minimum(np.maximum(n - 1, 0), cls.EVAL_ROWS)
+        history = np.maximum(n - 1 - cls.EVAL_ROWS, 0)  # training targets s_1..s_{n-3}
+        if train_windows == "all":
+            train_rows = -(-history // max_len)  # ceil: windows of max_len targets
+        elif train_windows == "last":
+            train_rows = np.minimum(history, 1)
+        else:
+            raise ValueError(f"train_windows must be one of {', '.join(TRAIN_WINDOWS)}, got {train_windows!r}")
+        rows = train_rows + eval_rows
+        first_row = np.cumsum(rows) - rows
+        j = np.arange(rows.sum()) - np.repeat(first_row, rows)  # row number within its user
+        train_rows, eval_rows = np.repeat(train_rows, rows), np.repeat(eval_rows, rows)
+        last_train = np.repeat(ends, rows) - 1 - cls.EVAL_ROWS
+        return np.where(
+            j < train_rows,
+            last_train - max_len * (train_rows - 1 - j),
+            np.repeat(ends, rows) - (train_rows + eval_rows - j),
+        )
 
     def __getitem__(self, index, join=True):
         rows = self.inter_feat[index]

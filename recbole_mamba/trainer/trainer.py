@@ -1,5 +1,6 @@
 """RecBole's Trainer with weights-only checkpoints (see :mod:`recbole_mamba.trainer.checkpoint`)."""
 
+import math
 from functools import partial
 
 from recbole.trainer import Trainer
@@ -19,6 +20,30 @@ class SafeCheckpointTrainer(Trainer):
     (:mod:`recbole_mamba.trainer.all_positions`)."""
 
     item_tokens = None  # external item token of each item id (list of str), saved for serving
+    _history = None  # (UserHistory, left out) of the dataloader being evaluated, for exclude_history
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        """RecBole's fit, with early stopping patient for at least ``min_patience_steps`` optimizer
+        steps: ``stopping_step`` evaluations, or more where an epoch has few batches (all-position
+        training on a small dataset)."""
+        self.stopping_step = self.patience_in_evaluations(len(train_data))
+        return super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
+                           callback_fn=callback_fn)
+
+    def patience_in_evaluations(self, steps_per_epoch):
+        """Evaluations without improvement before stopping, for ``steps_per_epoch`` batches."""
+        stopping_step = self.config["stopping_step"]
+        min_steps = self.config["min_patience_steps"]
+        if not min_steps or self.eval_step <= 0:
+            return stopping_step
+        per_evaluation = max(1, steps_per_epoch) * self.eval_step
+        patience = max(stopping_step, math.ceil(min_steps / per_evaluation))
+        if patience != stopping_step:
+            self.logger.info(
+                set_color("early stopping", "blue") + f": after {patience} evaluations without improvement "
+                f"({per_evaluation} optimizer steps each; min_patience_steps {min_steps})"
+            )
+        return patience
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if loss_func is None and self.config["train_mode"] == ALL_POSITIONS:
@@ -44,6 +69,16 @@ class SafeCheckpointTrainer(Trainer):
         )
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+    def _full_sort_batch_eval(self, batched_data):
+        """RecBole's full ranking; with ``exclude_history`` the items each user saw before the
+        target score -inf (:mod:`recbole_mamba.data.history`)."""
+        interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
+        if self._history is not None:
+            history, left_out = self._history
+            rows, items = history.seen_before(interaction[self.config["USER_ID_FIELD"]].cpu(), left_out)
+            scores[rows.to(scores.device), items.to(scores.device)] = -float("inf")
+        return interaction, scores, positive_u, positive_i
 
     def _valid_epoch(self, valid_data, show_progress=False):
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
@@ -84,6 +119,7 @@ class SafeCheckpointTrainer(Trainer):
             checkpoint_file = model_file or self.saved_model_file
             self.load_weights(checkpoint_file)
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        self._history = getattr(eval_data, "history", None)
         if hasattr(self.model, "reset_diagnostics"):
             self.model.reset_diagnostics()
         result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)

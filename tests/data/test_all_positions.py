@@ -1,6 +1,8 @@
 """All-position training: same evaluation split as prefix mode, same loss as RecBole's per-prefix
 losses, per-position negatives, config validation."""
 
+from collections import Counter
+
 import pytest
 import torch
 from recbole.data import data_preparation
@@ -9,7 +11,9 @@ from recbole_mamba.config import ConfigError, RecboleMambaConfig
 from recbole_mamba.data import WindowDataset, create_dataset
 from recbole_mamba.quick_start import check_sampled_evaluation
 from recbole_mamba.registry import get_model
-from recbole_mamba.trainer.all_positions import all_positions_loss, position_targets, sample_negatives
+from recbole_mamba.trainer import SafeCheckpointTrainer
+from recbole_mamba.model.losses import sample_negatives
+from recbole_mamba.trainer.all_positions import all_positions_loss, position_targets
 
 
 def make_config(data_path, model="MambaRec", dataset="ml-tiny", **overrides):
@@ -32,7 +36,7 @@ def rows_by_user(dataloader):
 def test_evaluation_split_is_identical_in_both_modes(tiny_data_path):
     loaders = {}
     for mode in ("prefix", "all_positions"):
-        config = make_config(tiny_data_path, train_mode=mode)
+        config = make_config(tiny_data_path, train_mode=mode, train_windows="last")
         loaders[mode] = data_preparation(config, create_dataset(config))
     for split in (1, 2):  # valid, test
         assert rows_by_user(loaders["prefix"][split]) == rows_by_user(loaders["all_positions"][split])
@@ -40,6 +44,27 @@ def test_evaluation_split_is_identical_in_both_modes(tiny_data_path):
     window_train = loaders["all_positions"][0]._dataset.inter_feat
     assert len(window_train) == len(set(window_train["user_id"].tolist()))  # one row per user
     assert len(prefix_train) > 10 * len(window_train)
+
+
+@pytest.mark.parametrize("max_len", [1, 4, 11, 12])
+def test_every_window_predicts_each_training_interaction_once(tmp_path, max_len):
+    data_path = single_user_data(tmp_path)  # user 1: 14 interactions (indices 0..13), user 2: 2
+    for windows, expected in (("all", range(1, 12)), ("last", range(max(1, 12 - max_len), 12))):
+        config = make_config(data_path, dataset="one", train_mode="all_positions", train_windows=windows,
+                             MAX_ITEM_LIST_LENGTH=max_len)
+        train, valid, test = data_preparation(config, create_dataset(config))
+        dataset = train._dataset
+        feat = dataset[torch.arange(len(dataset))]
+        items = dataset.history_sources["item_id_list"]
+        predicted = []  # interaction indices a row's loss predicts: its history but the first, and its target
+        for start, length, target in zip(feat["window_start"].tolist(), feat["item_length"].tolist(),
+                                         feat["item_id"].tolist(), strict=True):
+            assert 1 <= length <= max_len
+            assert int(items[start + length]) == target  # the target follows the history in time
+            predicted += range(start + 1, start + length + 1)
+        # user 1's training interactions s_1..s_11 (user 2's one row, 14 -> 15, is RecBole's too)
+        assert sorted(predicted) == [*expected, 15]
+        assert rows_by_user(valid)[1][0] == int(items[12]) and rows_by_user(test)[1][0] == int(items[13])
 
 
 def test_auto_mode_and_dense_rows_are_per_user(tiny_data_path):
@@ -50,7 +75,10 @@ def test_auto_mode_and_dense_rows_are_per_user(tiny_data_path):
     assert isinstance(dataset, WindowDataset)
     parts = dataset.build()  # augmentation, then RecBole's leave-one-out split
     users = len(set(parts[2].inter_feat["user_id"].tolist()))
-    assert [len(p.inter_feat) for p in parts] == [users, users, users]
+    with open(f"{tiny_data_path}/ml-tiny/ml-tiny.inter") as f:
+        lengths = Counter(line.split("\t", 1)[0] for line in list(f)[1:]).values()
+    windows = sum(-(-(n - 3) // 250) for n in lengths)  # every window of 250 targets (all users have n > 3)
+    assert windows > users and [len(p.inter_feat) for p in parts] == [windows, users, users]
     # rows store no history lists: they are built per fetch, O(interactions) in memory
     assert all("item_id_list" not in p.inter_feat for p in parts)
     n_interactions = sum(1 for _ in open(f"{tiny_data_path}/ml-tiny/ml-tiny.inter")) - 1
@@ -147,3 +175,26 @@ def test_sampled_mode_larger_than_items(tmp_path):
                          eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni100"})
     with pytest.raises(ConfigError, match="samples 100 negatives, but one has only 13 items"):
         check_sampled_evaluation(config, create_dataset(config))
+
+
+@pytest.mark.parametrize("overrides,batch_size", [
+    ({"train_mode": "all_positions", "MAX_ITEM_LIST_LENGTH": 50, "train_batch_tokens": 1000}, 20),
+    ({"train_mode": "all_positions", "MAX_ITEM_LIST_LENGTH": 300, "train_batch_tokens": 100}, 1),
+    ({"train_mode": "all_positions", "train_batch_tokens": 1000, "train_batch_size": 7}, 7),  # given: wins
+    ({"train_mode": "prefix", "train_batch_tokens": 1000}, 256),  # rows are prefixes: tokens say nothing
+])
+def test_batches_of_windows_are_sized_in_tokens(tiny_data_path, overrides, batch_size):
+    assert make_config(tiny_data_path, **overrides)["train_batch_size"] == batch_size
+
+
+@pytest.mark.parametrize("steps_per_epoch,eval_step,min_steps,patience", [
+    (18, 1, 150, 9),   # ml-100k windows: 18 steps an epoch; 9 evaluations = 162 steps
+    (400, 1, 150, 3),  # prefix rows: stopping_step already covers 1,200 steps
+    (18, 2, 150, 5),
+    (18, 1, 0, 3),     # off
+])
+def test_early_stopping_waits_at_least_min_patience_steps(tiny_data_path, steps_per_epoch, eval_step,
+                                                          min_steps, patience):
+    config = make_config(tiny_data_path, stopping_step=3, min_patience_steps=min_steps, eval_step=eval_step)
+    trainer = SafeCheckpointTrainer(config, get_model("MambaRec")(config, create_dataset(config)))
+    assert trainer.patience_in_evaluations(steps_per_epoch) == patience

@@ -31,7 +31,7 @@ def test_run_returns_results(trained):
         f"{m}@{k}" for m in ("hit", "ndcg", "mrr") for k in (10, 20)
     }
     assert all(0 <= v <= 1 for v in trained["test_result"].values())
-    assert trained["protocol"] == "full ranking, leave-one-out by time"
+    assert trained["protocol"] == "full ranking, leave-one-out by time, no history masking"
 
 
 def test_checkpoint_is_weights_only_and_reproduces_scores(trained, in_tmp_dir):
