@@ -9,14 +9,21 @@ The score of item i for a state h is ``h . E[i]`` (E: the item embedding table, 
 - ``BPR``: ``-log sigmoid(pos - neg)`` with one negative per state.
 - ``BCE``: binary cross-entropy of the positive (label 1) and of one negative (label 0), averaged
   (as RecMamba and SASRec.pytorch train).
+- ``SSM``: sampled softmax, cross-entropy over the positive and ``train_negatives`` uniform items
+  drawn once per batch and shared by its states (for catalogues too large for full CE).
+- ``GBCE``: gSASRec's generalised BCE (Petrov & Macdonald, RecSys 2023) over the same shared
+  negatives: the positive's probability is raised to beta = alpha (t (1 - 1/alpha) + 1/alpha),
+  alpha = negatives / (items - 1), t = ``gbce_t``, which undoes the overconfidence that BCE with
+  few negatives teaches. With both, a negative that is a state's own positive is left out for it.
 """
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-LOSS_TYPES = ("CE", "BPR", "BCE")
+LOSS_TYPES = ("CE", "BPR", "BCE", "SSM", "GBCE")
 SAMPLED_LOSSES = ("BPR", "BCE")  # trained on the positive and one sampled negative per state
+SHARED_NEGATIVE_LOSSES = ("SSM", "GBCE")  # trained on the positive and a batch's shared negatives
 LOGITS_PER_CHUNK = 1 << 22  # CE: states x items scored at once (float32: 16 MiB)
 
 
@@ -24,11 +31,27 @@ def _ce_sum(hidden, targets, items):
     return F.cross_entropy(hidden @ items.T, targets, reduction="sum")
 
 
-def next_item_loss(hidden, targets, items, loss_type, negatives=None):
+def _shared_negatives_loss(hidden, targets, items, loss_type, negatives, gbce_t):
+    pos = (hidden * items[targets]).sum(-1)  # (N,)
+    neg = hidden @ items[negatives].T  # (N, k)
+    own = negatives.unsqueeze(0) == targets.unsqueeze(1)  # a state's positive among the negatives
+    if loss_type == "SSM":
+        logits = torch.cat([pos.unsqueeze(1), neg.masked_fill(own, float("-inf"))], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(targets))
+    k = negatives.numel()
+    alpha = k / max(1, items.size(0) - 2)  # items.size(0) - 1 real items (0 pads), less the positive
+    beta = alpha * (gbce_t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+    positive_terms = -beta * F.logsigmoid(pos)  # BCE of sigmoid(pos) ** beta with label 1
+    negative_terms = -F.logsigmoid(-neg).masked_fill(own, 0.0)
+    return (positive_terms.sum() + negative_terms.sum()) / (pos.numel() + (~own).sum())
+
+
+def next_item_loss(hidden, targets, items, loss_type, negatives=None, gbce_t=0.75):
     """Mean loss of N states.
 
     hidden: (N, H) states; targets: (N,) the next item of each; items: (n_items, H) the item
-    embedding table; negatives: (N,) one sampled item per state, for BPR and BCE.
+    embedding table; negatives: (N,) one sampled item per state, for BPR and BCE, or (k,) items
+    shared by all states, for SSM and GBCE; gbce_t: GBCE's calibration t in [0, 1].
     """
     if loss_type == "CE":
         chunk = max(1, LOGITS_PER_CHUNK // items.size(0))
@@ -37,8 +60,12 @@ def next_item_loss(hidden, targets, items, loss_type, negatives=None):
             for i in range(0, len(targets), chunk)
         )
         return total / len(targets)
-    if loss_type not in SAMPLED_LOSSES:
+    if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
+    if loss_type in SHARED_NEGATIVE_LOSSES:
+        if negatives is None or negatives.dim() != 1:
+            raise ValueError(f"loss_type {loss_type} needs a 1-d tensor of shared negatives")
+        return _shared_negatives_loss(hidden, targets, items, loss_type, negatives, gbce_t)
     if negatives is None:
         raise ValueError(f"loss_type {loss_type} needs one sampled negative per state")
     pos = (hidden * items[targets]).sum(-1)
@@ -58,3 +85,18 @@ def sample_negatives(positives, n_items, generator=None):
                                          generator=generator)
         clash = negatives == positives
     return negatives
+
+
+def sample_shared_negatives(n, n_items, device=None, generator=None):
+    """``n`` uniform items in [1, n_items), drawn with replacement: (n,)."""
+    return torch.randint(1, n_items, (n,), device=device, generator=generator)
+
+
+def training_negatives(loss_type, targets, n_items, n_shared):
+    """What ``next_item_loss`` needs beside ``targets`` (N,): one negative per state for BPR/BCE,
+    ``n_shared`` shared ones for SSM/GBCE, else None."""
+    if loss_type in SAMPLED_LOSSES:
+        return sample_negatives(targets, n_items)
+    if loss_type in SHARED_NEGATIVE_LOSSES:
+        return sample_shared_negatives(n_shared, n_items, device=targets.device)
+    return None

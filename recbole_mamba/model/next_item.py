@@ -9,7 +9,13 @@ from recbole.model.abstract_recommender import SequentialRecommender
 
 from recbole_mamba.errors import ConfigError
 from recbole_mamba.layers import Mamba
-from recbole_mamba.model.losses import LOSS_TYPES, SAMPLED_LOSSES, next_item_loss
+from recbole_mamba.model.losses import (
+    LOSS_TYPES,
+    SAMPLED_LOSSES,
+    SHARED_NEGATIVE_LOSSES,
+    next_item_loss,
+    sample_shared_negatives,
+)
 from recbole_mamba.ops import choose_backend
 
 
@@ -22,9 +28,10 @@ class NextItemRecommender(SequentialRecommender):
     here), as in RecBole's SASRec.
 
     Losses (:mod:`recbole_mamba.model.losses`): ``CE`` (softmax over all items), ``BPR`` and
-    ``BCE`` (on the positive and one sampled negative, as RecMamba and SASRec.pytorch train); the
-    plugin's config gives BPR and BCE one uniformly sampled negative per row unless
-    ``train_neg_sample_args`` says otherwise.
+    ``BCE`` (on the positive and one sampled negative, as RecMamba and SASRec.pytorch train; the
+    plugin's config gives them one uniformly sampled negative per row unless
+    ``train_neg_sample_args`` says otherwise), ``SSM`` and ``GBCE`` (sampled softmax and gSASRec's
+    gBCE over ``train_negatives`` items shared by a batch).
     """
 
     def __init__(self, config, dataset):
@@ -32,6 +39,10 @@ class NextItemRecommender(SequentialRecommender):
         self.loss_type = self.config_choice(config, "loss_type", LOSS_TYPES)
         self.hidden_size = config["hidden_size"]
         self.initializer_range = config["initializer_range"]
+        self.train_negatives = config["train_negatives"]
+        self.gbce_t = config["gbce_t"]
+        if self.loss_type in SHARED_NEGATIVE_LOSSES and not (self.train_negatives or 0) >= 1:
+            raise ConfigError(f"loss_type {self.loss_type} needs train_negatives >= 1, got {self.train_negatives!r}")
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
 
     @staticmethod
@@ -79,9 +90,13 @@ class NextItemRecommender(SequentialRecommender):
     def calculate_loss(self, interaction):
         """The loss at each row's last position (``train_mode: prefix``)."""
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        negatives = interaction[self.NEG_ITEM_ID] if self.loss_type in SAMPLED_LOSSES else None
+        negatives = None
+        if self.loss_type in SAMPLED_LOSSES:
+            negatives = interaction[self.NEG_ITEM_ID]
+        elif self.loss_type in SHARED_NEGATIVE_LOSSES:
+            negatives = sample_shared_negatives(self.train_negatives, self.n_items, seq_output.device)
         return next_item_loss(seq_output, interaction[self.POS_ITEM_ID], self.item_embedding.weight,
-                              self.loss_type, negatives)
+                              self.loss_type, negatives, self.gbce_t)
 
     def predict(self, interaction):
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

@@ -10,7 +10,8 @@ the same as last-position training.
 
 import torch
 
-from recbole_mamba.model.losses import SAMPLED_LOSSES, next_item_loss, sample_negatives
+from recbole_mamba.model import losses
+from recbole_mamba.model.losses import next_item_loss
 from recbole_mamba.registry import recbole_sequential_package
 
 
@@ -62,12 +63,13 @@ def position_targets(item_seq, lengths, target):
 
 def all_positions_loss(model, interaction, loss_type):
     """Mean next-item loss over every real position of the batch's rows; BPR and BCE get one
-    uniformly sampled negative per position, never the positive."""
+    uniformly sampled negative per position, never the positive; SSM and GBCE the model's
+    ``train_negatives`` shared by the batch."""
     item_seq = interaction[model.ITEM_SEQ]
     lengths = interaction[model.ITEM_SEQ_LEN]
     hidden = per_position_hidden(model, item_seq)
     targets, mask = position_targets(item_seq, lengths, interaction[model.POS_ITEM_ID])
     hidden, targets = hidden[mask], targets[mask]  # (N, H), (N,)
     items = model.item_embedding.weight
-    negatives = sample_negatives(targets, items.size(0)) if loss_type in SAMPLED_LOSSES else None
-    return next_item_loss(hidden, targets, items, loss_type, negatives)
+    negatives = losses.training_negatives(loss_type, targets, items.size(0), getattr(model, "train_negatives", 0))
+    return next_item_loss(hidden, targets, items, loss_type, negatives, getattr(model, "gbce_t", None))

@@ -9,7 +9,7 @@ from recbole_mamba.config import RecboleMambaConfig
 from recbole_mamba.data import create_dataset
 from recbole_mamba.model.losses import next_item_loss
 from recbole_mamba.registry import get_model
-from recbole_mamba.trainer import all_positions
+from recbole_mamba.model import losses
 from recbole_mamba.trainer.all_positions import RECBOLE_ADAPTERS, all_positions_loss, per_position_hidden
 
 L = 12
@@ -37,7 +37,7 @@ def test_all_positions_loss_on_rows_of_length_one_is_the_last_position_loss(
         model.NEG_ITEM_ID: torch.randint(1, model.n_items, (6,), generator=g),
     })
     # the all-position loss draws its own negatives: give it the rows' ones
-    monkeypatch.setattr(all_positions, "sample_negatives", lambda positives, n: rows[model.NEG_ITEM_ID])
+    monkeypatch.setattr(losses, "sample_negatives", lambda positives, n: rows[model.NEG_ITEM_ID])
     last = model.calculate_loss(rows)
     every = all_positions_loss(model, rows, loss_type)
     torch.testing.assert_close(every, last, rtol=1e-6, atol=1e-7)
@@ -57,6 +57,53 @@ def test_loss_formulas():
     torch.testing.assert_close(next_item_loss(hidden, targets, items, "BCE", negatives), bce)
     with pytest.raises(ValueError, match="needs one sampled negative"):
         next_item_loss(hidden, targets, items, "BPR")
+
+
+def test_shared_negative_losses():
+    g = torch.Generator().manual_seed(0)
+    hidden, items = torch.randn(5, 4, generator=g), torch.randn(9, 4, generator=g)  # 8 real items
+    targets, negatives = torch.tensor([1, 2, 3, 4, 5]), torch.tensor([2, 6, 7])
+    logits = hidden @ items.T
+    # SSM: softmax over the positive and the shared negatives, a state's own positive left out
+    expected = []
+    for n, t in enumerate(targets.tolist()):
+        others = [j for j in negatives.tolist() if j != t]
+        expected.append(-torch.log_softmax(logits[n, [t, *others]], 0)[0])
+    torch.testing.assert_close(next_item_loss(hidden, targets, items, "SSM", negatives), torch.stack(expected).mean())
+    # GBCE: alpha = 3 / (8 - 1), beta = alpha (t (1 - 1/alpha) + 1/alpha); BCE of sigmoid(pos) ** beta
+    alpha = 3 / 7
+    beta = alpha * (0.75 * (1 - 1 / alpha) + 1 / alpha)
+    terms = []
+    for n, t in enumerate(targets.tolist()):
+        terms.append(-torch.log(torch.sigmoid(logits[n, t]) ** beta))
+        terms += [-torch.log(1 - torch.sigmoid(logits[n, j])) for j in negatives.tolist() if j != t]
+    torch.testing.assert_close(next_item_loss(hidden, targets, items, "GBCE", negatives), torch.stack(terms).mean())
+    # t = 0: beta = 1, plain BCE over the same terms
+    plain = [-torch.log(torch.sigmoid(logits[n, t])) for n, t in enumerate(targets.tolist())]
+    plain += [-torch.log(1 - torch.sigmoid(logits[n, j])) for n, t in enumerate(targets.tolist())
+              for j in negatives.tolist() if j != t]
+    torch.testing.assert_close(next_item_loss(hidden, targets, items, "GBCE", negatives, gbce_t=0.0),
+                               torch.stack(plain).mean())
+    with pytest.raises(ValueError, match="needs a 1-d tensor of shared negatives"):
+        next_item_loss(hidden, targets, items, "SSM")
+
+
+@pytest.mark.parametrize("loss_type", ["SSM", "GBCE"])
+@pytest.mark.parametrize("train_mode", ["prefix", "all_positions"])
+def test_shared_negative_losses_train_in_both_modes(tiny_data_path, loss_type, train_mode):
+    from recbole.data import data_preparation
+
+    config = RecboleMambaConfig("MambaRec", "ml-tiny", config_dict={
+        "data_path": tiny_data_path, "hidden_size": 16, "MAX_ITEM_LIST_LENGTH": L, "train_mode": train_mode,
+        "loss_type": loss_type, "train_negatives": 32})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    model = get_model("MambaRec")(config, train._dataset)
+    batch = next(iter(train))
+    loss = (all_positions_loss(model, batch, loss_type) if train_mode == "all_positions"
+            else model.calculate_loss(batch))
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert model.item_embedding.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("model_class", list(RECBOLE_ADAPTERS), ids=lambda c: c.__name__)
