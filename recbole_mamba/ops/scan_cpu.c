@@ -339,3 +339,62 @@ void recbole_mamba_step_f32(const StepArgs *a) {
         }
     }
 }
+
+/* MambaRec's whole step for recurrent inference (float32, batch 1, contiguous): the item's
+ * embedding -> LayerNorm -> per block: in_proj -> the mixer step above -> out_proj -> (+ residual)
+ * -> LayerNorm; the last block's output is written to out (d_model). One call per event where
+ * PyTorch needs some twenty. Each block's mixer arguments point x, z (in_proj's two halves), y
+ * and work at buffers of the caller's; the states are the session's, updated in place. */
+typedef struct {
+    const float *in_w, *in_b;        /* (2 dim, d_model), (2 dim) or NULL */
+    StepArgs mixer;                  /* batch 1 */
+    const float *out_w, *out_b;      /* (d_model, dim), (d_model) or NULL */
+    const float *norm_w, *norm_b;    /* (d_model) */
+    double eps;
+    i64 residual;
+} BlockStepArgs;
+
+typedef struct {
+    i64 d_model, n_items, n_blocks;
+    const float *emb;                /* (n_items, d_model) */
+    const float *norm_w, *norm_b;    /* the input LayerNorm, (d_model) */
+    double eps;
+    BlockStepArgs *blocks;
+    float *h;                        /* work: (d_model) */
+} ModelStepArgs;
+
+static void matvec_f32(const float *w, const float *b, const float *x, i64 rows, i64 cols, float *y) {
+    for (i64 r = 0; r < rows; r++) {
+        const float *row = w + r * cols;
+        float acc = 0.f;
+        #pragma omp simd reduction(+:acc)
+        for (i64 c = 0; c < cols; c++) acc += row[c] * x[c];
+        y[r] = acc + (b ? b[r] : 0.f);
+    }
+}
+
+static void layer_norm_f32(const float *x, const float *w, const float *b, double eps, i64 n, float *out) {
+    double mean = 0., var = 0.;
+    for (i64 i = 0; i < n; i++) mean += x[i];
+    mean /= (double)n;
+    for (i64 i = 0; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+    const double inv = 1. / sqrt(var / (double)n + eps);
+    for (i64 i = 0; i < n; i++) out[i] = (float)((x[i] - mean) * inv) * w[i] + b[i];
+}
+
+int recbole_mamba_mambarec_step_f32(const ModelStepArgs *m, i64 item, float *out) {
+    if (item < 0 || item >= m->n_items) return 1;
+    const i64 d = m->d_model;
+    layer_norm_f32(m->emb + item * d, m->norm_w, m->norm_b, m->eps, d, out);
+    for (i64 l = 0; l < m->n_blocks; l++) {
+        const BlockStepArgs *blk = m->blocks + l;
+        const i64 dim = blk->mixer.dim;
+        matvec_f32(blk->in_w, blk->in_b, out, 2 * dim, d, (float *)blk->mixer.x);
+        recbole_mamba_step_f32(&blk->mixer);
+        matvec_f32(blk->out_w, blk->out_b, blk->mixer.y, d, dim, m->h);
+        if (blk->residual)
+            for (i64 i = 0; i < d; i++) m->h[i] += out[i];
+        layer_norm_f32(m->h, blk->norm_w, blk->norm_b, blk->eps, d, out);
+    }
+    return 0;
+}

@@ -76,6 +76,24 @@ class StepArgs(ctypes.Structure):
     ]
 
 
+class BlockStepArgs(ctypes.Structure):
+    """Mirror of ``BlockStepArgs`` in scan_cpu.c."""
+
+    _fields_ = [
+        ("in_w", _ptr), ("in_b", _ptr), ("mixer", StepArgs), ("out_w", _ptr), ("out_b", _ptr),
+        ("norm_w", _ptr), ("norm_b", _ptr), ("eps", ctypes.c_double), ("residual", _i64),
+    ]
+
+
+class ModelStepArgs(ctypes.Structure):
+    """Mirror of ``ModelStepArgs`` in scan_cpu.c."""
+
+    _fields_ = [
+        ("d_model", _i64), ("n_items", _i64), ("n_blocks", _i64), ("emb", _ptr), ("norm_w", _ptr),
+        ("norm_b", _ptr), ("eps", ctypes.c_double), ("blocks", ctypes.POINTER(BlockStepArgs)), ("h", _ptr),
+    ]
+
+
 def cache_dir():
     return Path(os.environ.get("RECBOLE_MAMBA_CACHE") or Path.home() / ".cache" / "recbole_mamba")
 
@@ -143,6 +161,8 @@ def _build():
             lib.recbole_mamba_exp_f32.restype = None
             lib.recbole_mamba_step_f32.argtypes = (ctypes.POINTER(StepArgs),)
             lib.recbole_mamba_step_f32.restype = None
+            lib.recbole_mamba_mambarec_step_f32.argtypes = (ctypes.POINTER(ModelStepArgs), _i64, _ptr)
+            lib.recbole_mamba_mambarec_step_f32.restype = ctypes.c_int
             return lib, None
     if not complaints:
         return None, "no C compiler found (set $CC, or install gcc or clang)"

@@ -3,7 +3,8 @@
 Per event (``observe``), by model:
 
 - MambaRec (without position embeddings): each block's Mamba step (its conv and SSM states):
-  O(1) in the history length; the state covers the whole history.
+  O(1) in the history length; the state covers the whole history. On the ``cpu`` backend the whole
+  model step is one call into the C kernel (:class:`_MambaRecKernelStep`).
 - GRU4Rec: its GRU's hidden state: O(1), whole history.
 - RecMamba, MambaRec with position embeddings, MoEMaTrRec: their learned positions stop at
   ``MAX_ITEM_LIST_LENGTH``. Up to it, O(1) for the Mamba parts, and MoEMaTrRec's attention expert
@@ -66,6 +67,91 @@ class _MambaRecStep:
     def scores(self, state, window):
         """The next-item head (as ``full_sort_predict``): the state's dot product with every item."""
         return state["out"] @ self.model.item_embedding.weight.T
+
+
+class _MambaRecKernelStep(_MambaRecStep):
+    """The same step in one call of the cpu backend's C kernel (``recbole_mamba_mambarec_step_f32``)
+    per event: MambaRec with ``block_type: mamba``, no position embedding, float32 weights on the
+    CPU, every mixer on the ``cpu`` backend. The states are the same tensors as the PyTorch
+    stepper's, so saved sessions load under either."""
+
+    @staticmethod
+    def usable(model):
+        from recbole_mamba.ops import scan_cpu
+
+        cpu = torch.device("cpu")
+        if model.position_embedding is not None or any(block.ffn is not None for block in model.blocks):
+            return False
+        if any(p.device != cpu or p.dtype != torch.float32 for p in model.parameters()):
+            return False
+        if any(block.mixer._backend_on(cpu) != "cpu" for block in model.blocks):
+            return False
+        try:
+            scan_cpu.library()
+        except scan_cpu.CpuKernelUnavailable:
+            return False
+        return True
+
+    def __init__(self, rec):
+        from recbole_mamba.ops import scan_cpu
+
+        super().__init__(rec)
+        m = self.model
+        self._keep = []  # every tensor the arguments point at
+
+        def ptr(t):
+            if t is None:
+                return None
+            t = t.detach().contiguous()
+            self._keep.append(t)
+            return t.data_ptr()
+
+        self._blocks = (scan_cpu.BlockStepArgs * len(m.blocks))()
+        for i, block in enumerate(m.blocks):
+            mixer = block.mixer
+            dim = mixer.d_inner
+            xz, y = torch.empty(2 * dim), torch.empty(dim)
+            work = torch.empty(dim + mixer.dt_rank + 2 * mixer.d_state)
+            self._keep += [xz, y, work]
+            self._blocks[i] = scan_cpu.BlockStepArgs(
+                in_w=ptr(mixer.in_proj.weight), in_b=ptr(mixer.in_proj.bias),
+                mixer=scan_cpu.StepArgs(
+                    1, dim, mixer.d_state, mixer.dt_rank, mixer.d_conv, xz.data_ptr(),
+                    xz.data_ptr() + dim * xz.element_size(), None, ptr(mixer.conv1d.weight[:, 0, :]),
+                    ptr(mixer.conv1d.bias), ptr(mixer.x_proj.weight), ptr(mixer.dt_proj.weight),
+                    ptr(mixer.dt_proj.bias), ptr(mixer.A_log), ptr(mixer.D), None, y.data_ptr(), work.data_ptr(),
+                ),
+                out_w=ptr(mixer.out_proj.weight), out_b=ptr(mixer.out_proj.bias),
+                norm_w=ptr(block.norm.weight), norm_b=ptr(block.norm.bias), eps=block.norm.eps,
+                residual=int(block.residual),
+            )
+        h = torch.empty(m.hidden_size)
+        self._keep.append(h)
+        self._args = scan_cpu.ModelStepArgs(
+            m.hidden_size, m.item_embedding.num_embeddings, len(m.blocks), ptr(m.item_embedding.weight),
+            ptr(m.LayerNorm.weight), ptr(m.LayerNorm.bias), m.LayerNorm.eps, self._blocks, h.data_ptr(),
+        )
+        self._step = scan_cpu.library().recbole_mamba_mambarec_step_f32
+
+    def check_state(self, state):
+        """A loaded state must have the tensors the kernel writes, each of its shape and dtype:
+        anything else would be read and written out of bounds."""
+        for key, fresh in self.initial().items():
+            got = state.get(key)
+            if not (isinstance(got, torch.Tensor) and got.shape == fresh.shape and got.dtype == fresh.dtype):
+                raise ServeError(f"saved session state {key!r} is not a {fresh.dtype} tensor of shape "
+                                 f"{tuple(fresh.shape)}")
+            state[key] = got.contiguous()
+
+    def step(self, state, item, position):
+        for i, block in enumerate(self._blocks):
+            block.mixer.conv_state = state[f"conv{i}"].data_ptr()
+            block.mixer.ssm_state = state[f"ssm{i}"].data_ptr()
+        out = torch.empty(self.model.hidden_size)
+        if self._step(self._args, item, out.data_ptr()):
+            raise ServeError(f"item id {item} is not in the model's {self._args.n_items} items")
+        state["out"] = out
+        return state
 
 
 class _RecMambaStep(_MambaRecStep):
@@ -136,6 +222,8 @@ def _stepper(rec):
     from recbole_mamba.model import MambaRec, MoEMaTrRec, RecMamba
     from recbole_mamba.registry import recbole_sequential_models
 
+    if type(rec.model) is MambaRec and _MambaRecKernelStep.usable(rec.model):
+        return _MambaRecKernelStep(rec)
     kinds = {MambaRec: _MambaRecStep, RecMamba: _RecMambaStep, MoEMaTrRec: _MoEMaTrRecStep,
              recbole_sequential_models()["GRU4Rec"]: _GRU4RecStep}
     return kinds.get(type(rec.model), _Reencode)(rec)
@@ -213,4 +301,6 @@ class Session:
         session.events = int(saved["events"])
         session.window = saved["window"].tolist()
         session._state = dict(saved["state"])
+        if hasattr(session._stepper, "check_state"):
+            session._stepper.check_state(session._state)
         return session

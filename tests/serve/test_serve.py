@@ -19,6 +19,7 @@ from tests.conftest import TINY_CONFIG
 WINDOW = 8
 MODELS = {  # id -> (model, overrides): one per way a session steps
     "MambaRec": ("MambaRec", {}),
+    "MambaRec-2-layers": ("MambaRec", {"n_layers": 2}),
     "MambaRec-ffn-positions": ("MambaRec", {"block_type": "mamba_ffn", "n_layers": 2, "use_position_embedding": True}),
     "RecMamba": ("RecMamba", {}),
     "MoEMaTrRec": ("MoEMaTrRec", {}),
@@ -58,7 +59,7 @@ def test_sessions_equal_the_batch_model_before_and_after_the_window(key, checkpo
             error = ((got[real] - expected[real]).abs().max() / expected[real].abs().max()).item()
             assert error <= 1e-5, f"{key} after {n} events: relative error {error:.1e}"
     # the context rule: recurrent models without positions read the whole history
-    whole = key in ("MambaRec", "GRU4Rec")
+    whole = key in ("MambaRec", "MambaRec-2-layers", "GRU4Rec")
     assert (rec.context_limit is None) == whole and session.recurrent == (key != "SASRec")
     if not whole:  # a window: the batch model on the last WINDOW events only
         torch.testing.assert_close(rec.scores([history])[0], rec.scores([history[-WINDOW:]])[0])
@@ -74,6 +75,37 @@ def test_session_bytes_round_trip(key, checkpoints):
         again.observe(token)
     assert session.topk(5) == again.topk(5)
     assert session.topk(3, exclude=[session.topk(1)[0][0]])[0] == session.topk(2)[1]
+
+
+@pytest.mark.parametrize("key,kernel", [("MambaRec", True), ("MambaRec-2-layers", True),
+                                        ("MambaRec-ffn-positions", False)])
+def test_mambarec_steps_in_one_kernel_call_where_it_can(key, kernel, checkpoints):
+    from recbole_mamba.serve.session import _MambaRecKernelStep, _MambaRecStep
+
+    rec = load(checkpoints[key])
+    session = rec.session()
+    assert isinstance(session._stepper, _MambaRecKernelStep) == kernel
+    if kernel:  # the same states, stepped by PyTorch ops, give the same output
+        by_torch = _MambaRecStep(rec)
+        state_c, state_t = session._stepper.initial(), by_torch.initial()
+        for position, item in enumerate([3, 1, 4, 1, 5, 9, 2, 6]):
+            session._stepper.step(state_c, item, position)
+            by_torch.step(state_t, item, position)
+            torch.testing.assert_close(state_c["out"], state_t["out"], rtol=1e-5, atol=1e-5)
+        for name in state_t:
+            torch.testing.assert_close(state_c[name], state_t[name], rtol=1e-5, atol=1e-5)
+
+
+def test_a_session_with_tampered_state_is_refused(checkpoints):
+    import io
+
+    rec = load(checkpoints["MambaRec"])
+    saved = torch.load(io.BytesIO(rec.session(["1", "2"]).to_bytes()), weights_only=True)
+    saved["state"]["ssm0"] = saved["state"]["ssm0"][:, :3]  # the kernel would write past its end
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    with pytest.raises(ServeError, match="saved session state 'ssm0' is not a torch.float32 tensor of shape"):
+        rec.session_from_bytes(buffer.getvalue())
 
 
 def test_mamba_session_state_does_not_grow(checkpoints):
