@@ -171,3 +171,42 @@ def test_partial_eval_args_keep_the_leave_one_out_split(tiny_data_path):
     assert config["eval_args"]["split"] == {"LS": "valid_and_test"}
     assert config["eval_args"]["order"] == "TO"
     assert config["eval_args"]["mode"] == {"valid": "uni100", "test": "uni100"}
+
+
+TUNED = sorted((Path(__file__).resolve().parents[1] / "properties" / "tuned").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", TUNED, ids=[f"{p.parent.name}-{p.stem}" for p in TUNED])
+def test_tuned_settings_apply_to_their_model_and_dataset_only(path):
+    import yaml
+
+    dataset, model = path.parent.name, path.stem
+    tuned = yaml.safe_load(path.read_text())
+    text = path.read_text()
+    assert "python run_recbole_mamba.py --tune" in text and "--params_file=" in text  # how they were found
+    config = RecboleMambaConfig(model, dataset)
+    assert {key: config[key] for key in tuned} == tuned
+    key, value = next(iter(tuned.items()))
+    given = value * 2 if isinstance(value, (int, float)) else value
+    assert RecboleMambaConfig(model, dataset, config_dict={key: given})[key] == given  # the user's value wins
+
+
+def test_tuned_settings_are_merged_after_the_dataset_and_only_for_their_model(tiny_data_path, tmp_path,
+                                                                             monkeypatch):
+    from recbole_mamba import config as config_module
+
+    real = config_module.properties_dir()
+    props = tmp_path / "properties"
+    (props / "tuned" / "ml-tiny").mkdir(parents=True)
+    for sub in ("overall.yaml", "model", "dataset"):
+        (props / sub).symlink_to(real / sub)
+    (props / "tuned" / "ml-tiny" / "MambaRec.yaml").write_text("d_state: 4\nlearning_rate: 0.0042\n")
+    monkeypatch.setattr(config_module, "properties_dir", lambda: props)
+    mamba = RecboleMambaConfig("MambaRec", "ml-tiny", config_dict={"data_path": tiny_data_path})
+    gru = RecboleMambaConfig("GRU4Rec", "ml-tiny", config_dict={"data_path": tiny_data_path})
+    assert mamba["d_state"] == 4 and mamba["learning_rate"] == 0.0042
+    assert gru["learning_rate"] == 0.001
+
+
+def test_tuned_files_exist_for_the_comparison():
+    assert {p.stem for p in TUNED if p.parent.name == "ml-100k"} >= {"MambaRec", "SASRec", "GRU4Rec", "RecMamba"}

@@ -19,3 +19,5 @@ def test_wheel_ships_properties_and_kernel_source(tmp_path):
     assert "recbole_mamba/ops/scan_cpu.c" in names
     assert "recbole_mamba/properties/overall.yaml" in names
     assert "recbole_mamba/properties/model/MambaRec.yaml" in names
+    assert "recbole_mamba/properties/tuned/ml-100k/MambaRec.yaml" in names
+    assert "recbole_mamba/properties/tune/ml-100k/SASRec.yaml" in names

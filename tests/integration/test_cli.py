@@ -33,7 +33,7 @@ def test_trains_one_epoch_and_prints_test_metrics(model, loss_type, train_mode, 
                f"--loss_type={loss_type}", f"--train_mode={train_mode}", *TINY_ARGS, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    assert lines[0] == f"{model} on ml-tiny — test, full ranking, leave-one-out by time"
+    assert lines[0] == f"{model} on ml-tiny — test, full ranking, leave-one-out by time, no history masking"
     header = lines[1].split()
     assert header == ["@10", "@20"]
     rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in lines[2:5]}
