@@ -58,7 +58,7 @@ RECOMMEND_OPTIONS = [
 TUNE_OPTIONS = [
     ("tune", "run a Ray Tune search instead of one training (a bare flag)"),
     ("params_file", "search space: yaml (properties/tune/<Model>.yaml) or a RecBole hyper file"),
-    ("num_samples", "trials to sample (default 8; grid values multiply)"),
+    ("num_samples", "trials to sample (default 8, or 1 for a space of grids only; grids multiply)"),
     ("scheduler", "asha (default) or fifo"),
     ("max_concurrent", "trials at once (default: as resources allow)"),
     ("cpus_per_trial / gpus_per_trial", "resources of each trial (default 1 / 0)"),
@@ -234,7 +234,7 @@ def _tune(model, dataset, config_files, args, resume):
         raise ConfigError("--tune needs --params_file=SPACE.yaml (see properties/tune/)")
     options = dict(
         params_file=take("params_file"),
-        num_samples=take("num_samples", int, 8),
+        num_samples=take("num_samples", int),
         scheduler=take("scheduler", str, "asha"),
         max_concurrent=take("max_concurrent", int),
         cpus_per_trial=take("cpus_per_trial", float, 1),

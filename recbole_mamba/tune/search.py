@@ -109,12 +109,20 @@ def _write_best(tune_dir, rows, param_names, model, dataset, fixed_args, config_
     return path
 
 
-def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_samples=8,
+def default_num_samples(params):
+    """1 for a space of grids only (each grid point is a trial already; Ray repeats the whole grid
+    num_samples times), else 8 random samples."""
+    return 1 if all(p.kind == "grid" for p in params) else 8
+
+
+def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_samples=None,
                scheduler="asha", max_concurrent=None, cpus_per_trial=1, gpus_per_trial=0,
                ray_address=None, resume=False, tune_dir=None, grace_period=1):
     """Run (or resume) a search; returns ``(tune_dir, rows)``. The space and the overrides are
     checked before Ray starts (:class:`SpaceError`, :class:`ConfigError`)."""
     params = load_space(params_file)
+    if num_samples is None:
+        num_samples = default_num_samples(params)
     if scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
     fixed = parse_cmd_args(fixed_args)

@@ -74,3 +74,14 @@ def test_bad_hyper_line_names_file_and_line():
         parse_hyper_file("lr uniform 0.1,0.2\nbroken\n", "hyper.txt")
     with pytest.raises(SpaceError, match="hyper.txt line 1: cannot read values"):
         parse_hyper_file("lr choice [1,\n", "hyper.txt")
+
+
+def test_a_space_of_grids_runs_each_point_once_by_default(tmp_path):
+    from recbole_mamba.tune.search import default_num_samples
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("learning_rate: {grid: [0.001, 0.003]}\nloss_type: {grid: [CE]}\n")
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text("learning_rate: {grid: [0.001, 0.003]}\ndropout_prob: {uniform: [0.1, 0.5]}\n")
+    assert default_num_samples(load_space(str(grid))) == 1
+    assert default_num_samples(load_space(str(mixed))) == 8
