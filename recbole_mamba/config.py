@@ -162,7 +162,8 @@ class RecboleMambaConfig(Config):
     caller's command line. ``model`` may be a name (plugin or RecBole model) or a class.
 
     Attributes beside RecBole's: ``dataset_requested`` (the name asked for, where it resolved to
-    another), ``train_mode_chosen_automatically``, and ``parameters_dict``: every key's value as
+    another), ``train_mode_chosen_automatically``, ``train_batch_from_tokens`` (whether
+    ``train_batch_size`` was derived from ``train_batch_tokens``), and ``parameters_dict``: every key's value as
     merged from the yaml files, dict and command line before RecBole derives its own (a
     checkpoint stores it, and :func:`recbole_mamba.quick_start.load_run` rebuilds the config from
     it alone).
@@ -296,12 +297,15 @@ class RecboleMambaConfig(Config):
         all_positions = self.final_config_dict["train_mode"] == ALL_POSITIONS
         if all_positions:  # negatives are drawn per position by the loss, not by RecBole's sampler
             self.final_config_dict["train_neg_sample_args"] = None
-            tokens = self.final_config_dict.get("train_batch_tokens")
-            # a train_batch_size given by the user (file, dict, command line) wins
-            if tokens is not None and "train_batch_size" not in self.external_config_dict:
-                if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
-                    raise ConfigError(f"train_batch_tokens must be a positive integer, got {tokens!r}")
-                self.final_config_dict["train_batch_size"] = max(1, tokens // length_of(self.final_config_dict))
+        tokens = self.final_config_dict.get("train_batch_tokens")
+        # a train_batch_size given by the user (file, dict, command line) wins
+        self.train_batch_from_tokens = (
+            all_positions and tokens is not None and "train_batch_size" not in self.external_config_dict
+        )
+        if self.train_batch_from_tokens:
+            if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
+                raise ConfigError(f"train_batch_tokens must be a positive integer, got {tokens!r}")
+            self.final_config_dict["train_batch_size"] = max(1, tokens // length_of(self.final_config_dict))
         loss_type = self.final_config_dict.get("loss_type")
         pairwise = getattr(self.model_class, "input_type", None) == InputType.PAIRWISE
         if (loss_type in SAMPLED_LOSSES or pairwise) and not all_positions and not self.final_config_dict.get(

@@ -65,12 +65,10 @@ def _build(config):
            if config.train_mode_chosen_automatically else "")
     logger.info(set_color("train_mode", "blue") + f": {config['train_mode']}{how}")
     if config["train_mode"] == ALL_POSITIONS:
-        tokens = config["train_batch_tokens"]
-        given = "train_batch_size" in config.external_config_dict or tokens is None
         logger.info(
             set_color("train batches", "blue") + f": {config['train_batch_size']} windows "
-            + ("(train_batch_size)" if given else
-               f"(train_batch_tokens {tokens} / MAX_ITEM_LIST_LENGTH {config['MAX_ITEM_LIST_LENGTH']})")
+            + (f"(train_batch_tokens {config['train_batch_tokens']} / MAX_ITEM_LIST_LENGTH "
+               f"{config['MAX_ITEM_LIST_LENGTH']})" if config.train_batch_from_tokens else "(train_batch_size)")
             + f", train_windows {config['train_windows']}"
         )
     data = create_dataset(config)
