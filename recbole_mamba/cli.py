@@ -66,6 +66,14 @@ TUNE_OPTIONS = [
     ("tune_dir", "output folder (default saved/tune/<model>-<dataset>-<time>/)"),
     ("resume", "continue the search in --tune_dir (a bare flag)"),
 ]
+EXPERIMENT_OPTIONS = [
+    ("experiment", "an experiment yaml (properties/experiment/): datasets x models x lengths x seeds"),
+    ("out", "output folder (default experiments/<name>/); a re-run skips finished cells"),
+    ("resume", "continue the experiment stored in --out (a bare flag; --experiment not needed)"),
+    ("max_concurrent", "cells at once (default: as resources allow)"),
+    ("cpus_per_cell / gpus_per_cell", "resources of each cell (default 1 / 0; threads = cpus)"),
+    ("ray_address", "connect to a Ray cluster, e.g. auto (default: start Ray locally)"),
+]
 FLAGS = ("tune", "resume", "evaluate", "recommend")
 
 
@@ -81,6 +89,7 @@ def usage():
     evaluate_options = _option_lines(EVALUATE_OPTIONS)
     recommend_options = _option_lines(RECOMMEND_OPTIONS)
     tune_options = _option_lines(TUNE_OPTIONS)
+    experiment_options = _option_lines(EXPERIMENT_OPTIONS)
     return (
         "usage: python run_recbole_mamba.py [--model=NAME] [--dataset=NAME] "
         '[--config_files="a.yaml b.yaml"] [--key=value ...]\n\n'
@@ -97,7 +106,9 @@ def usage():
         f"recommendations (python run_recbole_mamba.py --recommend --checkpoint=PATH --out=recs.csv):\n"
         f"{recommend_options}\n\n"
         f"search (python run_recbole_mamba.py --tune --params_file=... [--key=value fixed for every "
-        f"trial]):\n{tune_options}\n"
+        f"trial]):\n{tune_options}\n\n"
+        f"experiment grid (python run_recbole_mamba.py --experiment=FILE [--key=value for every cell]):\n"
+        f"{experiment_options}\n"
     )
 
 
@@ -141,6 +152,8 @@ def _main(argv):
         return _evaluate(args)
     if "recommend" in flags:
         return _recommend(args)
+    if "experiment" in args or ("resume" in flags and "tune" not in flags):
+        return _experiment(args, resume="resume" in flags)
     model = args.pop("model", DEFAULT_MODEL)
     dataset = args.pop("dataset", EMBEDDED_DATASET)
     config_files = args.pop("config_files", "").split()
@@ -217,30 +230,64 @@ def _int_option(args, name, default):
     return int(value)
 
 
+def _take(args, name, convert=str, default=None):
+    """Pop ``--name`` from ``args``, converted."""
+    value = args.pop(name, None)
+    if value is None:
+        return default
+    try:
+        return convert(value)
+    except ValueError:
+        kind = {int: "an integer", float: "a number"}[convert]
+        raise ConfigError(f"{name} must be {kind}, got {value!r}") from None
+
+
+def _experiment(args, resume):
+    """``--experiment=FILE``: run the grid's unfinished cells, print where the tables are."""
+    import yaml
+
+    from recbole_mamba.experiment import load_experiment, run_experiment
+
+    path = args.pop("experiment", None)
+    options = dict(
+        out=_take(args, "out"),
+        max_concurrent=_take(args, "max_concurrent", int),
+        cpus_per_cell=_take(args, "cpus_per_cell", float, 1),
+        gpus_per_cell=_take(args, "gpus_per_cell", float, 0),
+        ray_address=_take(args, "ray_address"),
+    )
+    for name in ("model", "dataset", "config_files"):
+        if name in args:
+            raise ConfigError(f"--experiment takes no --{name}: the experiment yaml names them")
+    overrides = {key: yaml.safe_load(value) for key, value in args.items()}
+    experiment = load_experiment(path, overrides) if path else None
+    if experiment is None and overrides:
+        raise ConfigError("--resume continues the stored experiment as it was: no --key=value overrides")
+    try:
+        out, rows = run_experiment(experiment, resume=resume, **options)
+    except KeyboardInterrupt:
+        print("interrupted: the finished cells are kept; run the same command again (or --resume --out=...) "
+              "to finish the rest", file=sys.stderr)
+        return 130
+    print(Path(out, "results.md").read_text())
+    print(f"results: {out} (results.csv, results.md, efficiency.md, datasets.md, plots/)")
+    return 0
+
+
 def _tune(model, dataset, config_files, args, resume):
     from recbole_mamba.tune.search import run_search
-
-    def take(name, convert=str, default=None):
-        value = args.pop(name, None)
-        if value is None:
-            return default
-        try:
-            return convert(value)
-        except ValueError:
-            kind = {int: "an integer", float: "a number"}[convert]
-            raise ConfigError(f"{name} must be {kind}, got {value!r}") from None
 
     if "params_file" not in args:
         raise ConfigError("--tune needs --params_file=SPACE.yaml (see properties/tune/)")
     options = dict(
-        params_file=take("params_file"),
-        num_samples=take("num_samples", int),
-        scheduler=take("scheduler", str, "asha"),
-        max_concurrent=take("max_concurrent", int),
-        cpus_per_trial=take("cpus_per_trial", float, 1),
-        gpus_per_trial=take("gpus_per_trial", float, 0),
-        ray_address=take("ray_address"),
-        tune_dir=take("tune_dir"),
+        params_file=_take(args, "params_file"),
+        num_samples=_take(args, "num_samples", int),
+        scheduler=_take(args, "scheduler", str, "asha"),
+        max_concurrent=_take(args, "max_concurrent", int),
+        cpus_per_trial=_take(args, "cpus_per_trial", float, 1),
+        gpus_per_trial=_take(args, "gpus_per_trial", float, 0),
+        ray_address=_take(args, "ray_address"),
+        tune_dir=_take(args, "tune_dir"),
     )
     fixed = [f"--{key}={value}" for key, value in args.items()]
     tune_dir, rows = run_search(model, dataset, fixed_args=fixed, config_files=config_files,

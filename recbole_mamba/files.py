@@ -5,6 +5,9 @@ import os
 import tempfile
 from contextlib import contextmanager
 
+_UMASK = os.umask(0)  # read once, at import: os.umask can only be read by setting it
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(path, suffix=".tmp"):
@@ -14,6 +17,7 @@ def atomic_path(path, suffix=".tmp"):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would create it (mkstemp makes it private)
     try:
         yield tmp
         os.replace(tmp, path)

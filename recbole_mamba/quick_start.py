@@ -6,6 +6,7 @@ checkpoints."""
 import logging
 import os
 import sys
+import time
 from logging import getLogger
 
 from recbole.data import data_preparation
@@ -15,6 +16,7 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 from recbole_mamba.config import ALL_POSITIONS, ALL_POSITIONS_ABOVE, AUTO, ConfigError, RecboleMambaConfig
 from recbole_mamba.data import create_dataset
 from recbole_mamba.data.history import attach_history, history_to_exclude
+from recbole_mamba.data.stats import dataset_statistics
 from recbole_mamba.trainer import SafeCheckpointTrainer, checkpoint_parameters, load_checkpoint
 
 
@@ -99,7 +101,9 @@ def run(
     ``--key=value`` overrides with the highest priority; ``epoch_callback(epoch, valid_score,
     valid_result)`` is called after each validation. Returns a dict with ``best_valid_score``,
     ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``protocol``, ``config``,
-    ``epochs_run`` and ``checkpoint``.
+    ``epochs_run``, ``checkpoint``, and the run's costs and data: ``parameters`` (trainable),
+    ``train_seconds`` (per epoch), ``evaluations`` (per validation: epoch, valid_s, valid_score,
+    elapsed_s), ``best_evaluation`` (the one kept), ``test_seconds`` and ``dataset_stats``.
     """
     config = RecboleMambaConfig(
         model=model,
@@ -127,9 +131,11 @@ def run(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"],
         callback_fn=after_validation,
     )
+    start = time.perf_counter()
     test_result = trainer.evaluate(
         test_data, load_best_model=saved, show_progress=config["show_progress"]
     )
+    test_seconds = time.perf_counter() - start
     if logger.isEnabledFor(logging.INFO):  # RecBole's table samples the CPU load for a second
         logger.info(
             "The running environment of this training is as follows:\n"
@@ -148,6 +154,12 @@ def run(
         "config": config,
         "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
         "epochs_run": epochs_run,
+        "parameters": sum(p.numel() for p in recommender.parameters() if p.requires_grad),
+        "train_seconds": list(trainer.train_seconds),
+        "evaluations": list(trainer.evaluations),
+        "best_evaluation": trainer.best_evaluation(),
+        "test_seconds": test_seconds,
+        "dataset_stats": dataset_statistics(data),
     }
 
 

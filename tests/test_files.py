@@ -28,3 +28,12 @@ def test_atomic_path_removes_its_temporary_on_failure(tmp_path):
             assert tmp.endswith(".so.tmp") and os.path.dirname(tmp) == str(tmp_path)
             raise KeyError("compiler failed")
     assert os.listdir(tmp_path) == []
+
+
+def test_written_files_get_the_permissions_open_would_give(tmp_path):
+    with atomic_open(tmp_path / "table.md") as f:
+        f.write("| a |")
+    (tmp_path / "plain.md").write_text("| a |")
+    mode = (tmp_path / "table.md").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.md").stat().st_mode & 0o777
+    assert mode != 0o600 or os.umask(os.umask(0)) == 0o177  # not mkstemp's private mode

@@ -39,7 +39,8 @@ KUAIRAND_COLUMNS = (
 SIGNALS = {"click": "is_click", "long_view": "long_view", "all": None}
 
 
-def _cut_label(max_len):
+def cut_label(max_len):
+    """The cut in a dataset's name: 2000 -> ``2k``, 500 -> ``500``."""
     return f"{max_len // 1000}k" if max_len % 1000 == 0 else str(max_len)
 
 
@@ -47,7 +48,7 @@ def default_name(base, max_len=None, users=None, user_fraction=None):
     """Dataset name encoding the cut, e.g. ``kuairand-2k``, ``lfm1b-album-500-u1000``."""
     parts = [base]
     if max_len:
-        parts.append(_cut_label(max_len))
+        parts.append(cut_label(max_len))
     if users:
         parts.append(f"u{users}")
     if user_fraction is not None and user_fraction < 1:

@@ -43,13 +43,14 @@ def planted_sequences(users, length, items, lags=DEFAULT_LAGS, noise=0.1, seed=0
     return seqs, lag
 
 
-def oracle_hit_rate(lag, items, noise, context):
-    """The best possible probability of naming the next item (HR@1) with ``context`` items of
-    history, for users with lags ``lag`` (late positions, where t >= lag)."""
+def oracle_hit_rate(lag, items, noise, context, k=1):
+    """The best possible probability that the next item is among ``k`` guesses (HR@k) with
+    ``context`` items of history, for users with lags ``lag`` (late positions, where t >= lag):
+    the planted item first, then any k - 1 others, which a uniform draw hits with k / items."""
     lag = np.asarray(lag)
     sees = lag < context
-    hit = 1.0 - noise + noise / items
-    return float(np.where(sees, hit, 1.0 / items).mean())
+    chance = min(k, items) / items
+    return float(np.where(sees, 1.0 - noise + noise * chance, chance).mean())
 
 
 def write_synthetic(output_dir, users=1000, length=200, items=500, lags=DEFAULT_LAGS, noise=0.1, seed=0,

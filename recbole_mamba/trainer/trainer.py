@@ -1,6 +1,7 @@
 """RecBole's Trainer with weights-only checkpoints (see :mod:`recbole_mamba.trainer.checkpoint`)."""
 
 import math
+import time
 from functools import partial
 
 from recbole.trainer import Trainer
@@ -21,14 +22,26 @@ class SafeCheckpointTrainer(Trainer):
 
     item_tokens = None  # external item token of each item id (list of str), saved for serving
     _history = None  # (UserHistory, left out) of the dataloader being evaluated, for exclude_history
+    train_seconds = ()  # fit: wall seconds of each training epoch
+    evaluations = ()  # fit: one dict per validation: epoch, valid_s, valid_score, elapsed_s (since fit began)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """RecBole's fit, with early stopping patient for at least ``min_patience_steps`` optimizer
         steps: ``stopping_step`` evaluations, or more where an epoch has few batches (all-position
-        training on a small dataset)."""
+        training on a small dataset). Times each epoch (``train_seconds``, ``evaluations``)."""
         self.stopping_step = self.patience_in_evaluations(len(train_data))
+        self.train_seconds, self.evaluations = [], []
+        self._fit_start = time.perf_counter()
         return super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                            callback_fn=callback_fn)
+
+    def best_evaluation(self):
+        """The first validation of ``fit`` with the best score (the checkpoint kept), or None."""
+        if not self.evaluations:
+            return None
+        pick = max if self.valid_metric_bigger else min
+        best = pick(e["valid_score"] for e in self.evaluations)
+        return next(e for e in self.evaluations if e["valid_score"] == best)
 
     def patience_in_evaluations(self, steps_per_epoch):
         """Evaluations without improvement before stopping, for ``steps_per_epoch`` batches."""
@@ -48,7 +61,11 @@ class SafeCheckpointTrainer(Trainer):
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if loss_func is None and self.config["train_mode"] == ALL_POSITIONS:
             loss_func = partial(all_positions_loss, self.model, loss_type=self.config["loss_type"])
-        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        start = time.perf_counter()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        self._epoch = epoch_idx
+        self.train_seconds.append(time.perf_counter() - start)
+        return loss
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
@@ -81,8 +98,12 @@ class SafeCheckpointTrainer(Trainer):
         return interaction, scores, positive_u, positive_i
 
     def _valid_epoch(self, valid_data, show_progress=False):
+        start = time.perf_counter()
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        end = time.perf_counter()
         self.last_valid_result = valid_result  # RecBole's fit callback only gets the score
+        self.evaluations.append({"epoch": self._epoch, "valid_s": end - start, "valid_score": float(valid_score),
+                                 "elapsed_s": end - self._fit_start})
         return valid_score, valid_result
 
     def _load_model_weights(self, checkpoint):

@@ -53,7 +53,8 @@ def test_help_lists_models_datasets_and_options(tiny_data_path, tmp_path):
     proc = cli("--help", cwd=tmp_path)
     assert proc.returncode == 0
     for word in ("MambaRec", "RecMamba", "MoEMaTrRec", "SASRec", "GRU4Rec", "ml-100k", "my-data",
-                 "--config_files", "--epochs", "--train_mode", "--tune", "--params_file"):
+                 "--config_files", "--epochs", "--train_mode", "--tune", "--params_file", "--experiment",
+                 "--cpus_per_cell", "--resume"):
         assert word in proc.stdout
 
 
@@ -72,6 +73,11 @@ def test_help_lists_models_datasets_and_options(tiny_data_path, tmp_path):
         (["--recommend"], "--recommend needs --checkpoint=PATH (a checkpoint written by training)"),
         (["--recommend", "--checkpoint=nope.pth"], "checkpoint not found: nope.pth"),
         (["--tune", "--params_file=x.yaml", "--num_samples=many"], "num_samples must be an integer, got 'many'"),
+        (["--experiment=nope.yaml"], "experiment file not found: nope.yaml"),
+        (["--experiment=nope.yaml", "--model=SASRec"], "--experiment takes no --model"),
+        (["--experiment=nope.yaml", "--max_concurrent=two"], "max_concurrent must be an integer, got 'two'"),
+        (["--resume"], "--resume needs --out=FOLDER of the experiment to continue"),
+        (["--resume", "--out=nowhere"], "nothing to resume in"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, message, in_tmp_dir, monkeypatch, capsys):
