@@ -67,7 +67,7 @@ TUNE_OPTIONS = [
     ("resume", "continue the search in --tune_dir (a bare flag)"),
 ]
 EXPERIMENT_OPTIONS = [
-    ("experiment", "an experiment yaml (properties/experiment/): datasets x models x lengths x seeds"),
+    ("experiment", "an experiment yaml, or a shipped one by name: quick, kuairand, lfm1b"),
     ("out", "output folder (default experiments/<name>/); a re-run skips finished cells"),
     ("resume", "continue the experiment stored in --out (a bare flag; --experiment not needed)"),
     ("max_concurrent", "cells at once (default: as resources allow)"),

@@ -43,14 +43,20 @@ def evaluation_protocol(config):
 
 
 def check_sampled_evaluation(config, dataset):
-    """Sampled evaluation (uniN/popN) needs N negatives besides the positive among the items."""
+    """Sampled evaluation (uniN/popN) needs N negatives besides the positive among the items, and
+    at least as many candidates (N + 1) as the largest ``topk``."""
     for phase in ("valid", "test"):
         mode = config["eval_args"]["mode"][phase]
-        if mode[:3] in ("uni", "pop") and int(mode[3:]) > dataset.item_num - 2:
+        if mode[:3] not in ("uni", "pop"):
+            continue
+        if int(mode[3:]) > dataset.item_num - 2:
             raise ConfigError(
                 f"eval_args mode {mode} samples {mode[3:]} negatives, but {config['dataset']} has only "
                 f"{dataset.item_num - 1} items; use a smaller number or mode full"
             )
+        if int(mode[3:]) + 1 < max(config["topk"]):
+            raise ConfigError(f"eval_args mode {mode} ranks {int(mode[3:]) + 1} items, fewer than topk "
+                              f"{max(config['topk'])}; use more negatives or a smaller topk")
 
 
 def _build(config):

@@ -21,3 +21,5 @@ def test_wheel_ships_properties_and_kernel_source(tmp_path):
     assert "recbole_mamba/properties/model/MambaRec.yaml" in names
     assert "recbole_mamba/properties/tuned/ml-100k/MambaRec.yaml" in names
     assert "recbole_mamba/properties/tune/ml-100k/SASRec.yaml" in names
+    assert {f"recbole_mamba/properties/experiment/{n}.yaml" for n in ("quick", "kuairand", "lfm1b")} <= names
+    assert "recbole_mamba/experiment/runner.py" in names

@@ -127,11 +127,15 @@ def _die_with_parent():
         pass
 
 
-def execute_cell(model, dataset, config, protocols, threads=1):
+def execute_cell(model, dataset, config, protocols, threads, work_name):
     """Run one cell in a child process; returns ``{"metrics": dict, "log": str}``. A child that
     dies without writing its metrics is recorded as failed, or as oom when it was killed with
-    SIGKILL (the kernel's out-of-memory killer)."""
-    folder = tempfile.mkdtemp(prefix="recbole-mamba-cell-")
+    SIGKILL (the kernel's out-of-memory killer). The child works in
+    ``<tmp>/recbole-mamba-cells/<work_name>`` (its log and checkpoint), removed afterwards, and
+    before a start: what an interrupted run of the same cell left there goes then."""
+    folder = os.path.join(tempfile.gettempdir(), "recbole-mamba-cells", work_name)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
     try:
         with open(os.path.join(folder, CELL_FILE), "w", encoding="utf-8") as f:
             json.dump({"model": model, "dataset": dataset, "protocols": protocols, "threads": threads}, f)

@@ -15,6 +15,7 @@ a cell interrupted (Ctrl-C, a lost worker) has none and runs on the next call.
 
 import json
 import os
+import zlib
 
 import yaml
 
@@ -182,7 +183,9 @@ def run_experiment(experiment=None, out=None, resume=False, max_concurrent=None,
                 while queue and len(in_flight) < (max_concurrent or len(pending)):
                     cell = queue.pop(0)
                     config = _cell_config(cell, data_path, gpus_per_cell, out)
-                    in_flight[remote.remote(cell.model, cell.dataset, config, experiment.protocols, threads)] = cell
+                    work_name = f"{zlib.crc32(out.encode()):08x}-{cell.id}"  # one per out and cell
+                    in_flight[remote.remote(cell.model, cell.dataset, config, experiment.protocols, threads,
+                                            work_name)] = cell
                 (ready,), _ = ray.wait(list(in_flight), num_returns=1)
                 cell = in_flight.pop(ready)
                 try:

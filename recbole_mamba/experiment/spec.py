@@ -193,10 +193,17 @@ def parse_experiment(raw, source, overrides=None):
 
 
 def load_experiment(path, overrides=None):
-    """Read and check the experiment yaml at ``path``; ``overrides`` (RecBole keys, from the command
-    line) go over every cell's settings."""
+    """Read and check the experiment yaml at ``path`` (or a shipped one by name: ``quick``,
+    ``kuairand``, ``lfm1b``); ``overrides`` (RecBole keys, from the command line) go over every
+    cell's settings."""
+    from recbole_mamba.config import properties_dir
+
+    shipped = properties_dir() / "experiment"
+    if not os.path.isfile(path) and (shipped / f"{path}.yaml").is_file():
+        path = str(shipped / f"{path}.yaml")
     if not os.path.isfile(path):
-        raise ConfigError(f"experiment file not found: {path}")
+        names = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))
+        raise ConfigError(f"experiment file not found: {path} (shipped: {names})")
     with open(path, encoding="utf-8") as f:
         try:
             raw = yaml.safe_load(f)

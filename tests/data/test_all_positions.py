@@ -175,6 +175,10 @@ def test_sampled_mode_larger_than_items(tmp_path):
                          eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni100"})
     with pytest.raises(ConfigError, match="samples 100 negatives, but one has only 13 items"):
         check_sampled_evaluation(config, create_dataset(config))
+    config = make_config(data_path, dataset="one", topk=[5, 10],
+                         eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni8"})
+    with pytest.raises(ConfigError, match="eval_args mode uni8 ranks 9 items, fewer than topk 10"):
+        check_sampled_evaluation(config, create_dataset(config))  # RecBole would fail in torch.topk
 
 
 @pytest.mark.parametrize("overrides,batch_size", [

@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import zlib
 
 import yaml
 
@@ -15,9 +17,9 @@ CLI = os.path.join(ROOT, "run_recbole_mamba.py")
 TINY = {"epochs": 2, "hidden_size": 16, "inner_size": 32, "n_layers": 1, "train_mode": "all_positions",
         "train_batch_tokens": 480, "show_progress": False}
 GRID = {
-    "name": "tiny", "models": ["MambaRec", "SASRec"], "seeds": [0], "protocols": ["full", "uni5"],
+    "name": "tiny", "models": ["MambaRec", "SASRec"], "seeds": [0], "protocols": ["full", "uni25"],
     "settings": TINY,
-    "datasets": [{"name": "gen", "generate": {"users": 40, "length": 20, "items": 12, "lags": [1, 4], "seed": 3},
+    "datasets": [{"name": "gen", "generate": {"users": 40, "length": 20, "items": 30, "lags": [1, 4], "seed": 3},
                   "lengths": [2, 8]}],
 }
 CELLS = ["gen-MambaRec-2-0", "gen-SASRec-2-0", "gen-MambaRec-8-0", "gen-SASRec-8-0"]
@@ -57,12 +59,14 @@ def test_a_grid_is_interrupted_resumed_and_not_rerun(tmp_path):
         folder = out / "cells" / cell
         metrics = json.loads((folder / "metrics.json").read_text())
         assert metrics["status"] == "done", metrics
-        assert set(metrics["evaluations"]) == {"full", "uni5"}
+        assert set(metrics["evaluations"]) == {"full", "uni25"}
         assert metrics["epochs"] == 2 and metrics["train_s_per_epoch"] > 0 and metrics["peak_memory_mb"] > 100
         assert metrics["memory_kind"] == "peak RSS" and metrics["dataset_stats"]["users"] == 40
         config = yaml.safe_load((folder / "config.yaml").read_text())
         assert config["MAX_ITEM_LIST_LENGTH"] == int(cell.split("-")[2]) and config["eval_args"] == {"mode": "full"}
         assert "Traceback" not in (folder / "log.txt").read_text()
+    work = os.path.join(tempfile.gettempdir(), "recbole-mamba-cells")
+    assert not [n for n in os.listdir(work) if n.startswith(f"{zlib.crc32(str(out).encode()):08x}-")]  # cleaned
     for name in ("results.csv", "results.md", "efficiency.md", "datasets.md", "experiment.yaml"):
         assert (out / name).stat().st_size > 100, name
     assert len(list((out / "plots").glob("gen_*.png"))) == 4

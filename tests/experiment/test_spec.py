@@ -60,8 +60,9 @@ def test_a_bad_experiment_is_refused_in_one_line_naming_the_field(change, messag
 
 
 def test_files_that_are_missing_or_not_yaml(tmp_path):
-    with pytest.raises(ConfigError, match="experiment file not found: nope.yaml"):
+    with pytest.raises(ConfigError, match=r"experiment file not found: nope.yaml \(shipped: kuairand, lfm1b, quick\)"):
         load_experiment("nope.yaml")
+    assert load_experiment("quick").name == "quick"  # a shipped grid by name
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [a\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid yaml"):
