@@ -61,7 +61,7 @@ def check_sampled_evaluation(config, dataset):
 
 def _build(config):
     """Logger, data and model of ``config``: returns (dataset, (train, valid, test dataloaders),
-    model)."""
+    model, the dataset's statistics before the split)."""
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -83,13 +83,14 @@ def _build(config):
     logger.info(data)
     check_sampled_evaluation(config, data)
     history = history_to_exclude(config, data)
+    statistics = dataset_statistics(data)  # before the split: RecBole's augmentation drops each first item
     train_data, valid_data, test_data = data_preparation(config, data)
     attach_history(history, valid_data, test_data)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     recommender = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(recommender)
-    return data, (train_data, valid_data, test_data), recommender
+    return data, (train_data, valid_data, test_data), recommender, statistics
 
 
 def run(
@@ -118,7 +119,7 @@ def run(
         config_dict=config_dict,
         cmd_args=cmd_args,
     )
-    data, (train_data, valid_data, test_data), recommender = _build(config)
+    data, (train_data, valid_data, test_data), recommender, statistics = _build(config)
     logger = getLogger()
     flops = get_flops(recommender, data, config["device"], logger, construct_transform(config))
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
@@ -165,7 +166,7 @@ def run(
         "evaluations": list(trainer.evaluations),
         "best_evaluation": trainer.best_evaluation(),
         "test_seconds": test_seconds,
-        "dataset_stats": dataset_statistics(data),
+        "dataset_stats": statistics,
     }
 
 
@@ -182,7 +183,7 @@ def load_run(checkpoint, config_dict=None, cmd_args=()):
     parameters = checkpoint_parameters(path, state)
     config = RecboleMambaConfig(state["model"], state["dataset"], config_dict={**parameters, **(config_dict or {})},
                                 cmd_args=cmd_args)
-    _, (_, valid_data, test_data), recommender = _build(config)
+    _, (_, valid_data, test_data), recommender, _ = _build(config)
     trainer = SafeCheckpointTrainer(config, recommender)
     trainer.load_weights(state)
     show = config["show_progress"]

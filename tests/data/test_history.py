@@ -49,7 +49,7 @@ def test_history_items_are_masked_in_valid_and_test(untied_data, train_mode):
         "data_path": data_path, "hidden_size": 16, "MAX_ITEM_LIST_LENGTH": 20,
         "train_mode": train_mode, "exclude_history": True, "eval_batch_size": 16})
     assert evaluation_protocol(config) == "full ranking, leave-one-out by time, history items masked"
-    data, (_, valid_data, test_data), model = _build(config)
+    data, (_, valid_data, test_data), model, _ = _build(config)
     trainer = SafeCheckpointTrainer(config, model)
     user_token = data.field2id_token["user_id"]
     item_id = data.field2token_id["item_id"]

@@ -34,6 +34,25 @@ def test_run_returns_results(trained):
     assert trained["protocol"] == "full ranking, leave-one-out by time, no history masking"
 
 
+def test_run_reports_its_costs_and_data(trained, tiny_data_path):
+    epochs = trained["config"]["epochs"]
+    assert len(trained["train_seconds"]) == len(trained["evaluations"]) == trained["epochs_run"] == epochs
+    assert all(s > 0 for s in trained["train_seconds"]) and trained["test_seconds"] > 0
+    (evaluation,) = trained["evaluations"]
+    assert trained["best_evaluation"] == evaluation and evaluation["epoch"] == 0
+    assert evaluation["valid_score"] == pytest.approx(trained["best_valid_score"])
+    assert evaluation["elapsed_s"] >= trained["train_seconds"][0] + evaluation["valid_s"]
+    assert trained["parameters"] == sum(p.numel() for p in load_run(trained["checkpoint"])["model"].parameters())
+    with open(os.path.join(tiny_data_path, "ml-tiny", "ml-tiny.inter")) as f:
+        users = [line.split("\t", 1)[0] for line in f.readlines()[1:]]
+    counts = [users.count(u) for u in set(users)]
+    assert trained["dataset_stats"] == {
+        "users": len(counts), "interactions": len(users), "items": trained["dataset_stats"]["items"],
+        "avg_seq_len": round(sum(counts) / len(counts), 2), "median_seq_len": float(sorted(counts)[len(counts) // 2])
+        if len(counts) % 2 else (sorted(counts)[len(counts) // 2 - 1] + sorted(counts)[len(counts) // 2]) / 2,
+        "max_seq_len": max(counts)}
+
+
 def test_checkpoint_is_weights_only_and_reproduces_scores(trained, in_tmp_dir):
     path = trained["checkpoint"]
     raw = torch.load(path, weights_only=True)  # must not need to unpickle objects
