@@ -203,5 +203,7 @@ def run_experiment(experiment=None, out=None, resume=False, max_concurrent=None,
                 write_reports(experiment, out, records, notes, oracles, plots=False)
         finally:
             ray.shutdown()
+        if lost:
+            print(f"{len(lost)} cells not finished ({', '.join(lost)}): run the same command again", flush=True)
     rows = write_reports(experiment, out, records, notes, oracles)
     return out, rows
