@@ -41,8 +41,11 @@ def _cell_processes(out):
 def test_a_grid_is_interrupted_resumed_and_not_rerun(tmp_path):
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(GRID))
     out = tmp_path / "out"
+    # Ctrl-C as in a terminal: SIGINT at its default (a background job's shell ignores it, and
+    # Python then installs no KeyboardInterrupt handler)
     proc = subprocess.Popen([sys.executable, CLI, "--experiment=grid.yaml", f"--out={out}", "--max_concurrent=1"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not (out / "cells" / CELLS[0] / "metrics.json").exists():  # the first cell is finished: Ctrl-C
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() is not None else ""
