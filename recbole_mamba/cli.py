@@ -251,7 +251,7 @@ def _experiment(args, resume):
     path = args.pop("experiment", None)
     options = dict(
         out=_take(args, "out"),
-        max_concurrent=_take(args, "max_concurrent", int),
+        max_concurrent=_int_option(args, "max_concurrent", None),
         cpus_per_cell=_take(args, "cpus_per_cell", float, 1),
         gpus_per_cell=_take(args, "gpus_per_cell", float, 0),
         ray_address=_take(args, "ray_address"),

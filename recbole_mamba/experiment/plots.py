@@ -3,8 +3,8 @@ training epoch and peak memory against context length (log scale), one line per 
 over seeds with the standard deviation as error bars; cells that did not finish are left out."""
 
 import os
-import statistics
 
+from recbole_mamba.experiment.report import group_rows, mean_std
 from recbole_mamba.files import atomic_path
 
 PLOTS = (  # (file suffix, column, axis label)
@@ -27,20 +27,18 @@ def write_plots(experiment, rows, folder, oracles=None):
     first = experiment.protocols[0]
     paths = []
     for entry in experiment.datasets:
-        done = [r for r in rows if r["dataset"] == entry.name and r["eval_mode"] == first and r["status"] == "done"]
-        if not done:
+        groups = group_rows([r for r in rows if r["status"] == "done"], entry.name, first)
+        if not groups:
             continue
-        protocol = next((r["protocol"] for r in done if r["protocol"]), first)
+        protocol = next((r["protocol"] for g in groups.values() for r in g if r["protocol"]), first)
         for suffix, column, label in PLOTS:
             fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
             for model in experiment.models:
                 points = []
                 for length in entry.lengths:
-                    values = [r[column] for r in done if r["model"] == model and r["length"] == length
-                              and r[column] is not None]
+                    values = [r[column] for r in groups.get((length, model), []) if r[column] is not None]
                     if values:
-                        std = statistics.stdev(values) if len(values) > 1 else 0.0
-                        points.append((length, statistics.fmean(values), std))
+                        points.append((length, *mean_std(values)))
                 if points:
                     xs, ys, errs = zip(*points, strict=True)
                     ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=model)

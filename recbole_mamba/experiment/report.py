@@ -45,11 +45,12 @@ def write_csv(path, rows):
         writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
 
 
-def _mean_std(values):
+def mean_std(values):
+    """(mean, sample standard deviation; 0 for one value)."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _group(rows, dataset, mode=None):
+def group_rows(rows, dataset, mode=None):
     """{(length, model): [rows]} of one dataset (and protocol)."""
     groups = {}
     for row in rows:
@@ -62,13 +63,13 @@ def _summary(group, column):
     """(mean, std, seeds) over the done rows, or the status text of a cell that did not finish."""
     done = [r[column] for r in group if r["status"] == "done" and r[column] is not None]
     if done:
-        return _mean_std(done) + (len(done),)
+        return mean_std(done) + (len(done),)
     statuses = {r["status"] for r in group}
     return next((STATUS_TEXT[s] for s in ("oom", "failed") if s in statuses), "–")
 
 
 def _metric_table(experiment, rows, entry, mode, k, oracle=None):
-    groups = _group(rows, entry.name, mode)
+    groups = group_rows(rows, entry.name, mode)
     models = experiment.models
     head = "| length | " + " | ".join(models) + (" | oracle HR@%d |" % k if oracle else " |")
     lines = [head, "|---" * (len(models) + 1 + bool(oracle)) + "|"]
@@ -131,7 +132,7 @@ def efficiency_markdown(experiment, rows):
     out = [f"# {experiment.name}: efficiency", ""]
     first = experiment.protocols[0]
     for entry in experiment.datasets:
-        groups = _group(rows, entry.name, first)
+        groups = group_rows(rows, entry.name, first)
         devices = sorted({r["device"] for g in groups.values() for r in g if r["device"]})
         kinds = sorted({r["memory_kind"] for g in groups.values() for r in g if r["memory_kind"]})
         out += [f"**{entry.name}** — mean over seeds; memory: {', '.join(kinds) or '–'} of each cell's own process; "
@@ -159,11 +160,11 @@ def datasets_markdown(experiment, records, notes=None):
     for cell in experiment.cells():
         stats = (records.get(cell.id) or {}).get("dataset_stats")
         if stats and cell.dataset not in seen:
-            seen[cell.dataset] = (cell.label, stats)
+            seen[cell.dataset] = stats
     out = [f"# {experiment.name}: datasets", "",
            "| dataset | users | items | interactions | average length | median length | max length |",
            "|---|---|---|---|---|---|---|"]
-    for name, (label, s) in seen.items():
+    for name, s in seen.items():
         out.append(f"| {name} | {s['users']:,} | {s['items']:,} | {s['interactions']:,} | {s['avg_seq_len']:.1f} "
                    f"| {s['median_seq_len']:.1f} | {s['max_seq_len']:,} |")
     out.append("")

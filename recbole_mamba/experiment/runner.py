@@ -13,6 +13,7 @@ child process. A cell with a metrics.json is finished (done, failed or oom) and 
 a cell interrupted (Ctrl-C, a lost worker) has none and runs on the next call.
 """
 
+import inspect
 import json
 import os
 import zlib
@@ -39,11 +40,10 @@ SPEC_FILE = "experiment.yaml"
 def _generated(entry, data_path):
     """Write ``entry``'s generated dataset into ``data_path`` unless it is there with the same
     options; returns (note for datasets.md, oracle(length, k))."""
-    import numpy as np
+    from recbole_mamba.atomics.synthetic import oracle_hit_rate, planted_sequences, write_synthetic
 
-    from recbole_mamba.atomics.synthetic import DEFAULT_LAGS, oracle_hit_rate, planted_sequences, write_synthetic
-
-    options = {"users": 1000, "length": 200, "items": 500, "lags": list(DEFAULT_LAGS), "noise": 0.1, "seed": 0,
+    defaults = inspect.signature(write_synthetic).parameters  # the generator's command-line defaults
+    options = {**{name: defaults[name].default for name in inspect.signature(planted_sequences).parameters},
                **entry.generate}
     options["lags"] = list(options["lags"])
     stats_file = os.path.join(data_path, entry.name, "stats.json")
@@ -55,8 +55,7 @@ def _generated(entry, data_path):
                               f"{options}; remove that folder or give the dataset another name")
     else:
         write_synthetic(data_path, name=entry.name, **options)
-    _, lag = planted_sequences(**{k: options[k] for k in ("users", "length", "items", "lags", "noise", "seed")})
-    lag = np.asarray(lag)
+    _, lag = planted_sequences(**options)
 
     def oracle(length, k):
         return oracle_hit_rate(lag, options["items"], options["noise"], length, k)
