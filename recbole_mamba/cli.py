@@ -58,8 +58,10 @@ RECOMMEND_OPTIONS = [
 TUNE_OPTIONS = [
     ("tune", "run a Ray Tune search instead of one training (a bare flag)"),
     ("params_file", "search space: yaml (properties/tune/<Model>.yaml) or a RecBole hyper file"),
-    ("num_samples", "trials to sample (default 8, or 1 for a space of grids only; grids multiply)"),
+    ("num_samples", "trials to sample (default 8; 1 for a space of grids only, grids multiply; "
+                    "a space of 'trial' lists runs its trials)"),
     ("scheduler", "asha (default) or fifo"),
+    ("grace_period", "asha: epochs every trial runs before it can be stopped (default 1)"),
     ("max_concurrent", "trials at once (default: as resources allow)"),
     ("cpus_per_trial / gpus_per_trial", "resources of each trial (default 1 / 0)"),
     ("ray_address", "connect to a Ray cluster, e.g. auto (default: start Ray locally)"),
@@ -281,9 +283,10 @@ def _tune(model, dataset, config_files, args, resume):
         raise ConfigError("--tune needs --params_file=SPACE.yaml (see properties/tune/)")
     options = dict(
         params_file=_take(args, "params_file"),
-        num_samples=_take(args, "num_samples", int),
+        num_samples=_int_option(args, "num_samples", None),
         scheduler=_take(args, "scheduler", str, "asha"),
-        max_concurrent=_take(args, "max_concurrent", int),
+        grace_period=_int_option(args, "grace_period", 1),
+        max_concurrent=_int_option(args, "max_concurrent", None),
         cpus_per_trial=_take(args, "cpus_per_trial", float, 1),
         gpus_per_trial=_take(args, "gpus_per_trial", float, 0),
         ray_address=_take(args, "ray_address"),

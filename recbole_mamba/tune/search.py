@@ -16,7 +16,7 @@ import time
 import yaml
 
 from recbole_mamba.config import ConfigError, default_data_path, parse_cmd_args
-from recbole_mamba.tune.space import SpaceError, load_space, to_ray
+from recbole_mamba.tune.space import SpaceError, load_space, to_ray, trial_points
 
 SCHEDULERS = ("asha", "fifo")
 EXPERIMENT = "ray"
@@ -110,8 +110,12 @@ def _write_best(tune_dir, rows, param_names, model, dataset, fixed_args, config_
 
 
 def default_num_samples(params):
-    """1 for a space of grids only (each grid point is a trial already; Ray repeats the whole grid
-    num_samples times), else 8 random samples."""
+    """The number of fixed trials for a space of ``trial`` lists, 1 for a space of grids only (each
+    grid point is a trial already; Ray repeats the whole grid num_samples times), else 8 random
+    samples."""
+    points = trial_points(params)
+    if points:
+        return len(points)
     return 1 if all(p.kind == "grid" for p in params) else 8
 
 
@@ -121,8 +125,14 @@ def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_
     """Run (or resume) a search; returns ``(tune_dir, rows)``. The space and the overrides are
     checked before Ray starts (:class:`SpaceError`, :class:`ConfigError`)."""
     params = load_space(params_file)
+    points = trial_points(params)
     if num_samples is None:
         num_samples = default_num_samples(params)
+    if points and num_samples != len(points):
+        raise ConfigError(f"{params_file} fixes {len(points)} trials; --num_samples={num_samples} would "
+                          f"{'sample more' if num_samples > len(points) else 'drop some'} (leave it out)")
+    if not (isinstance(grace_period, int) and grace_period >= 1):
+        raise ConfigError(f"--grace_period must be a positive integer, got {grace_period!r}")
     if scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
     fixed = parse_cmd_args(fixed_args)
@@ -151,6 +161,7 @@ def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_
     import ray
     from ray import air, tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     trainable = tune.with_parameters(
         _trial, model=model, dataset=dataset, config_files=config_files, fixed_args=fixed_args
@@ -171,6 +182,7 @@ def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_
                 param_space=to_ray(params),
                 tune_config=tune.TuneConfig(
                     metric="valid_score", mode=mode, num_samples=num_samples, scheduler=chosen,
+                    search_alg=BasicVariantGenerator(points_to_evaluate=points or None),
                     max_concurrent_trials=max_concurrent,
                 ),
                 run_config=air.RunConfig(

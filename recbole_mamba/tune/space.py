@@ -1,7 +1,10 @@
 """Search spaces: yaml files and RecBole's hyper-parameter files, checked before Ray starts.
 
 yaml: ``name: {kind: args}`` with kind ``choice`` (list), ``grid`` (list), ``uniform`` ([low,
-high]), ``loguniform`` ([low, high], low > 0), ``randint`` ([low, high], high exclusive).
+high]), ``loguniform`` ([low, high], low > 0), ``randint`` ([low, high], high exclusive), or
+``trial`` (list): a fixed list of trials written column-wise, trial i taking every parameter's i-th
+value (a designed search, e.g. a fractional factorial, the same for every model); ``trial`` lists
+have one length and mix with no other kind.
 RecBole's hyper file: ``name kind values`` per line, kind ``choice`` ([a,b,...]), ``uniform``
 (low,high), ``loguniform`` (low,high given as natural logs, as hyperopt's), ``quniform``
 (low,high,q). Both parse to the same :class:`Param` list, which :func:`to_ray` turns into Ray Tune
@@ -16,7 +19,7 @@ import yaml
 
 from recbole_mamba.errors import ConfigError
 
-KINDS = ("choice", "grid", "uniform", "loguniform", "randint", "quniform")
+KINDS = ("choice", "grid", "uniform", "loguniform", "randint", "quniform", "trial")
 
 
 class SpaceError(ConfigError):
@@ -36,7 +39,7 @@ def _check(param, where):
     kind, args = param.kind, param.args
     if kind not in KINDS:
         raise SpaceError(f"{where}: unknown kind {kind!r} for {param.name!r}; use one of {', '.join(KINDS)}")
-    if kind in ("choice", "grid"):
+    if kind in ("choice", "grid", "trial"):
         if not args:
             raise SpaceError(f"{where}: {param.name}: {kind} needs a non-empty list")
         return param
@@ -75,7 +78,29 @@ def parse_yaml_space(text, path="<space>"):
         if not isinstance(values, list):
             raise SpaceError(f"{where}: {name}: {kind} takes a list, got {values!r}")
         params.append(_check(Param(str(name), str(kind), tuple(values)), where))
+    _check_trials(params, path)
     return params
+
+
+def _check_trials(params, path):
+    trial = [p for p in params if p.kind == "trial"]
+    if not trial:
+        return
+    if len(trial) != len(params):
+        others = ", ".join(p.name for p in params if p.kind != "trial")
+        raise SpaceError(f"{path}: 'trial' lists fix every trial; they mix with no other kind ({others})")
+    lengths = {p.name: len(p.args) for p in trial}
+    if len(set(lengths.values())) != 1:
+        raise SpaceError(f"{path}: every 'trial' list needs one value per trial, got lengths "
+                         + ", ".join(f"{name} {n}" for name, n in lengths.items()))
+
+
+def trial_points(params):
+    """The fixed trials of a space of ``trial`` lists, as ``[{name: value}]``; [] for other spaces."""
+    if not params or params[0].kind != "trial":
+        return []
+    return [dict(zip([p.name for p in params], values, strict=True))
+            for values in zip(*(p.args for p in params), strict=True)]
 
 
 def parse_hyper_file(text, path="<hyper>"):
@@ -106,6 +131,7 @@ def parse_hyper_file(text, path="<hyper>"):
             params.append(_check(Param(name, kind, tuple(parsed)), where))
     if not params:
         raise SpaceError(f"{path}: no parameters")
+    _check_trials(params, path)
     return params
 
 
@@ -132,5 +158,6 @@ def to_ray(params):
         "loguniform": lambda a: tune.loguniform(*a),
         "randint": lambda a: tune.randint(*a),
         "quniform": lambda a: tune.quniform(*a),
+        "trial": lambda a: tune.choice([v for i, v in enumerate(a) if v not in a[:i]]),  # points: search.py
     }
     return {p.name: make[p.kind](p.args) for p in params}

@@ -1,4 +1,4 @@
-"""A real local search: 3 trials x 2 epochs on a tiny ml-100k subset, one of them failing."""
+"""A real local search: 3 fixed trials x 2 epochs on a tiny ml-100k subset, one of them failing."""
 
 import csv
 import os
@@ -17,23 +17,27 @@ def run_cli(*args, cwd):
 
 
 def test_search_records_trials_failures_best_yaml_and_resumes(tiny_data_path, tmp_path):
-    (tmp_path / "space.yaml").write_text("dropout_prob: {grid: [0.1, 0.3, 2.0]}\n")
+    (tmp_path / "space.yaml").write_text("dropout_prob: {trial: [0.1, 0.3, 2.0]}\n"
+                                         "weight_decay: {trial: [0.0, 1.0e-4, 0.0]}\n")
     common = ["--tune", "--params_file=space.yaml", "--dataset=ml-tiny", f"--data_path={tiny_data_path}",
               "--epochs=2", "--hidden_size=16", "--MAX_ITEM_LIST_LENGTH=20", "--show_progress=False",
               "--tune_dir=out", "--max_concurrent=2", "--scheduler=fifo"]  # ASHA: test_asha.py
-    proc = run_cli(*common, "--num_samples=1", cwd=tmp_path)
+    proc = run_cli(*common, "--num_samples=2", cwd=tmp_path)
+    assert proc.returncode == 2 and "fixes 3 trials; --num_samples=2 would drop some" in proc.stderr
+    proc = run_cli(*common, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "out"
     with open(out / "results.csv") as f:
         rows = {row["dropout_prob"]: row for row in csv.DictReader(f)}
-    assert set(rows) == {"0.1", "0.3", "2.0"}
+    assert set(rows) == {"0.1", "0.3", "2.0"}  # each trial once, as written
+    assert [rows[d]["weight_decay"] for d in ("0.1", "0.3", "2.0")] == ["0.0", "0.0001", "0.0"]
     assert rows["2.0"]["status"].startswith("failed: ValueError: dropout probability")
     for ok in ("0.1", "0.3"):
         assert rows[ok]["status"] == "completed" and rows[ok]["epochs_run"] == "2"
         assert 0 <= float(rows[ok]["test/ndcg@10"]) <= 1
-    assert "| dropout_prob | best_valid |" in (out / "results.md").read_text()
+    assert "| dropout_prob | weight_decay | best_valid |" in (out / "results.md").read_text()
     best = yaml.safe_load((out / "best.yaml").read_text())
-    assert best["dropout_prob"] in (0.1, 0.3) and best["epochs"] == 2 and os.path.isabs(best["data_path"])
+    assert (best["dropout_prob"], best["weight_decay"]) in ((0.1, 0.0), (0.3, 1.0e-4)) and best["epochs"] == 2 and os.path.isabs(best["data_path"])
     assert (out / "ray").is_dir()
 
     resumed = run_cli(*common, "--resume", cwd=tmp_path)
