@@ -55,6 +55,11 @@ def test_invalid_space_fails_before_ray_starts(tmp_path):
     ]
     proc = run_cli("--tune", "--params_file=space.yaml", "--learning_rate=0.1", cwd=tmp_path)
     assert proc.returncode == 2
+    for option in ("--grace_period=0", "--max_concurrent=-1"):
+        proc = run_cli("--tune", "--params_file=space.yaml", option, cwd=tmp_path)
+        name, value = option[2:].split("=")
+        assert proc.returncode == 2 and proc.stderr.strip().endswith(
+            f"error: {name} must be a positive integer, got '{value}'"), proc.stderr
 
 
 def test_conflicting_fixed_and_searched_parameter(tmp_path):

@@ -1,10 +1,13 @@
 """Search-space files: yaml and RecBole's hyper syntax agree, and bad definitions fail early."""
 
 import math
+from pathlib import Path
 
 import pytest
+import yaml
 
-from recbole_mamba.tune.space import Param, SpaceError, load_space, parse_hyper_file, parse_yaml_space, to_ray
+from recbole_mamba.tune.space import (Param, SpaceError, load_space, parse_hyper_file, parse_yaml_space, to_ray,
+                                      trial_points)
 
 YAML = """
 learning_rate: {loguniform: [0.0003354626279025119, 1.0]}
@@ -54,7 +57,23 @@ def test_shipped_spaces_parse():
         assert load_space(str(path))
 
 
+def test_trial_lists_fix_each_trial_column_wise():
+    params = parse_yaml_space("lr: {trial: [0.001, 0.003, 0.001]}\nbatch: {trial: [64, 64, 32]}\n")
+    assert trial_points(params) == [{"lr": 0.001, "batch": 64}, {"lr": 0.003, "batch": 64},
+                                    {"lr": 0.001, "batch": 32}]
+    space = to_ray(params)
+    assert space["lr"].categories == [0.001, 0.003] and space["batch"].categories == [64, 32]
+    assert parse_hyper_file("lr trial 0.001,0.003\nbatch trial 64,32\n") == [
+        Param("lr", "trial", (0.001, 0.003)), Param("batch", "trial", (64, 32))]
+    assert trial_points(parse_yaml_space("lr: {grid: [0.001]}")) == []
+
+
 @pytest.mark.parametrize("text,message", [
+    ("a: {trial: [1, 2]}\nb: {trial: [1, 2, 3]}", "space.yaml: every 'trial' list needs one value per trial, "
+                                                  "got lengths a 2, b 3"),
+    ("a: {trial: [1, 2]}\nb: {grid: [1, 2]}", "space.yaml: 'trial' lists fix every trial; they mix with no "
+                                              r"other kind \(b\)"),
+    ("a: {trial: []}", "trial needs a non-empty list"),
     ("lr: {lognormal: [1, 2]}", "unknown kind 'lognormal'"),
     ("lr: {uniform: [0.5, 0.1]}", "needs low < high"),
     ("lr: {loguniform: [0, 1]}", "loguniform needs low > 0"),
@@ -85,3 +104,41 @@ def test_a_space_of_grids_runs_each_point_once_by_default(tmp_path):
     mixed.write_text("learning_rate: {grid: [0.001, 0.003]}\ndropout_prob: {uniform: [0.1, 0.5]}\n")
     assert default_num_samples(load_space(str(grid))) == 1
     assert default_num_samples(load_space(str(mixed))) == 8
+    trials = tmp_path / "trials.yaml"
+    trials.write_text("learning_rate: {trial: [0.001, 0.003, 0.01]}\n")
+    assert default_num_samples(load_space(str(trials))) == 3
+
+
+def test_the_comparison_search_is_the_same_for_every_model():
+    """properties/tune/ml-100k: one 2^(4-1) design (D = -ABC) over learning rate, dropout (every
+    dropout the model has), weight decay and tokens per batch, trial by trial the same."""
+    from recbole_mamba.config import properties_dir
+
+    def model_defaults(model):
+        import recbole
+        for folder in (properties_dir() / "model", Path(recbole.__file__).parent / "properties" / "model"):
+            if (folder / f"{model}.yaml").exists():
+                return yaml.safe_load((folder / f"{model}.yaml").read_text())
+
+    dropouts = {"MambaRec": ["dropout_prob"], "RecMamba": ["dropout_prob"], "GRU4Rec": ["dropout_prob"],
+                "SASRec": ["hidden_dropout_prob", "attn_dropout_prob"],
+                "MoEMaTrRec": ["hidden_dropout_prob", "attn_dropout_prob"]}
+    files = sorted((properties_dir() / "tune" / "ml-100k").glob("*.yaml"))
+    assert {f.stem for f in files} == set(dropouts)
+    designs = {}
+    for path in files:
+        points = trial_points(load_space(str(path)))
+        names = dropouts[path.stem]
+        assert all({p[n] for n in names} == {p[names[0]]} for p in points), path.stem  # dropouts move together
+        designs[path.stem] = [(p["learning_rate"], p[names[0]], p["weight_decay"], p["train_batch_tokens"])
+                              for p in points]
+        assert set(points[0]) == {"learning_rate", "weight_decay", "train_batch_tokens", *names}
+        assert all(n in model_defaults(path.stem) for n in names), path.stem
+    first = designs.pop("MambaRec")
+    assert all(design == first for design in designs.values())
+    levels = [sorted({trial[i] for trial in first}) for i in range(4)]
+    assert all(len(level) == 2 for level in levels) and len(set(first)) == 8
+    signs = [[1 if trial[i] == levels[i][-1] else -1 for i in range(4)] for trial in first]
+    assert all(a * b * c * d == -1 for a, b, c, d in signs)  # D = -ABC
+    for i in range(4):  # balanced: each level of each factor in half of the trials
+        assert sum(s[i] for s in signs) == 0
