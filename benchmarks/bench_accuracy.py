@@ -8,19 +8,23 @@ with the shipped defaults: the model's, then the dataset's, then the tuned per-m
 dataset, then the ``--key=value`` overrides given here), early-stops on validation NDCG@10 and is
 tested once. The same best checkpoint is then evaluated again with ``exclude_history`` (each
 user's earlier items masked; the model and its selection stay those of the unmasked protocol).
-Results are appended to ``--out`` as they finish (one JSON line per run); a run already there is
-not repeated, so an interrupted benchmark continues where it stopped. Prints both tables (model,
+Results are appended to ``--out`` as they finish (one JSON line per run, with the settings it
+trained with); a run already there with the same model, seed and settings is not repeated, so an
+interrupted benchmark continues where it stopped, and a changed default (e.g. a new tuned file)
+trains again. Prints both tables (model,
 loss, train mode, epochs, wall time, valid and test NDCG@10 / HR@10 as mean ± std), each with its
 protocol as caption.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
 import sys
 import time
 
+from recbole_mamba.config import RecboleMambaConfig
 from recbole_mamba.quick_start import load_run, run
 
 MODELS = ("MambaRec", "SASRec", "GRU4Rec", "RecMamba", "MoEMaTrRec")
@@ -36,8 +40,18 @@ def _parse(argv):
     return parser.parse_known_args(argv)
 
 
-def _key(model, seed, overrides):
-    return json.dumps([model, seed, sorted(overrides)])
+def settings(model, dataset, overrides):
+    """Every parameter a run of ``model`` trains with (yaml files, tuned file, overrides), the seed
+    and logging aside."""
+    config = RecboleMambaConfig(model, dataset, cmd_args=overrides)
+    kept = {k: v for k, v in config.parameters_dict.items() if k not in ("seed", "state", "show_progress")}
+    return {"dataset": config["dataset"], **kept}
+
+
+def run_key(model, seed, trained_with):
+    """A run's identity in the results file: model, seed and a digest of its settings."""
+    digest = hashlib.sha256(json.dumps(trained_with, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json.dumps([model, seed, digest])
 
 
 def _done(path):
@@ -49,7 +63,7 @@ def _done(path):
 
 
 def run_one(model, dataset, seed, overrides):
-    """Train and test one model; returns the row of the table's raw data."""
+    """Train and test one model; returns the row of the table's raw data (without its settings)."""
     start = time.perf_counter()
     result = run(model, dataset, config_dict={"seed": seed, "show_progress": False, "state": "WARNING"},
                  cmd_args=overrides, saved=True)
@@ -117,9 +131,10 @@ def main(argv=None):
     rows = []
     for model in models:
         for seed in seeds:
-            key = _key(model, seed, overrides + [f"--dataset={args.dataset}"])
+            trained_with = settings(model, args.dataset, overrides)
+            key = run_key(model, seed, trained_with)
             if key not in done:
-                row = {"key": key, **run_one(model, args.dataset, seed, overrides)}
+                row = {"key": key, **run_one(model, args.dataset, seed, overrides), "settings": trained_with}
                 with open(args.out, "a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
                 done[key] = row

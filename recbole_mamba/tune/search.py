@@ -1,8 +1,10 @@
 """Ray Tune searches over the plugin's pipeline (``run_recbole_mamba.py --tune``).
 
 Each trial runs :func:`recbole_mamba.quick_start.run` with the sampled parameters over the fixed
-overrides, reports the validation metric after every epoch (so ASHA can stop bad trials early)
-and, once trained, the test metrics. A trial that raises is recorded as failed with its error and
+overrides, reports the validation metric after every epoch and, once trained, the test metrics.
+Trials are compared (by ASHA at its rungs, and for ``best.yaml``) on their best validation score so
+far: training keeps the best checkpoint, so a trial that peaked and then overfits is as good as its
+peak. A trial that raises is recorded as failed with its error and
 the search goes on. Under ``tune_dir``: ``results.csv``, ``results.md`` (a row per trial),
 ``best.yaml`` (the best configuration, for ``--config_files``) and ``ray/``, Ray's experiment
 folder, which ``resume=True`` continues.
@@ -22,17 +24,17 @@ SCHEDULERS = ("asha", "fifo")
 EXPERIMENT = "ray"
 
 
-def _trial(config, model, dataset, config_files, fixed_args):
+def _trial(config, model, dataset, config_files, fixed_args, bigger):
     """One trial, run by Ray in a worker: report each epoch, then the test metrics."""
     from ray.air import session
 
     from recbole_mamba.quick_start import run
 
-    best = -math.inf
+    best = -math.inf if bigger else math.inf
 
     def report_epoch(epoch_idx, valid_score, valid_result):
         nonlocal best
-        best = max(best, valid_score)
+        best = max(best, valid_score) if bigger else min(best, valid_score)
         session.report({"valid_score": valid_score, "best_valid_score": best,
                         "epochs_run": epoch_idx + 1,
                         **{f"valid/{k}": float(v) for k, v in valid_result.items()}})
@@ -91,11 +93,11 @@ def _write_tables(tune_dir, rows):
         f.write("\n".join(lines) + "\n")
 
 
-def _write_best(tune_dir, rows, param_names, model, dataset, fixed_args, config_files):
+def _write_best(tune_dir, rows, param_names, model, dataset, fixed_args, config_files, bigger=True):
     scored = [r for r in rows if r.get("best_valid") is not None and not r["status"].startswith("failed")]
     if not scored:
         return None
-    best = max(scored, key=lambda r: r["best_valid"])
+    best = (max if bigger else min)(scored, key=lambda r: r["best_valid"])
     config = {k: yaml.safe_load(v) for k, v in parse_cmd_args(fixed_args).items()}
     config.update({name: best[name] for name in param_names})
     header = (
@@ -156,6 +158,9 @@ def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_
         tune_dir = os.path.join("saved", "tune", f"{model}-{dataset}-{stamp}")
     tune_dir = os.path.abspath(tune_dir)
     experiment = os.path.join(tune_dir, EXPERIMENT)
+    if not resume and os.path.isdir(experiment) and os.listdir(experiment):
+        raise ConfigError(f"{tune_dir} already holds a search: continue it with --resume, "
+                          f"or give another --tune_dir")
     os.makedirs(tune_dir, exist_ok=True)
 
     import ray
@@ -164,7 +169,8 @@ def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     trainable = tune.with_parameters(
-        _trial, model=model, dataset=dataset, config_files=config_files, fixed_args=fixed_args
+        _trial, model=model, dataset=dataset, config_files=config_files, fixed_args=fixed_args,
+        bigger=probe["valid_metric_bigger"],
     )
     trainable = tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     ray.init(address=ray_address, include_dashboard=False, ignore_reinit_error=True,
@@ -181,7 +187,7 @@ def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_
                 trainable,
                 param_space=to_ray(params),
                 tune_config=tune.TuneConfig(
-                    metric="valid_score", mode=mode, num_samples=num_samples, scheduler=chosen,
+                    metric="best_valid_score", mode=mode, num_samples=num_samples, scheduler=chosen,
                     search_alg=BasicVariantGenerator(points_to_evaluate=points or None),
                     max_concurrent_trials=max_concurrent,
                 ),
@@ -196,6 +202,6 @@ def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_
     names = [p.name for p in params]
     rows = _rows(grid, names, max_epochs)
     _write_tables(tune_dir, rows)
-    _write_best(tune_dir, rows, names, model, dataset, fixed_args, config_files)
+    _write_best(tune_dir, rows, names, model, dataset, fixed_args, config_files, probe["valid_metric_bigger"])
     print(f"{len(rows)} trials, valid metric {metric} ({mode}); results in {tune_dir}")
     return tune_dir, rows

@@ -40,6 +40,9 @@ def test_search_records_trials_failures_best_yaml_and_resumes(tiny_data_path, tm
     assert (best["dropout_prob"], best["weight_decay"]) in ((0.1, 0.0), (0.3, 1.0e-4)) and best["epochs"] == 2 and os.path.isabs(best["data_path"])
     assert (out / "ray").is_dir()
 
+    again = run_cli(*common, cwd=tmp_path)  # a new search would mix its trials into Ray's folder
+    assert again.returncode == 2 and again.stderr.strip().endswith(
+        f"error: {out} already holds a search: continue it with --resume, or give another --tune_dir")
     resumed = run_cli(*common, "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     with open(out / "results.csv") as f:
