@@ -11,9 +11,8 @@ user's earlier items masked; the model and its selection stay those of the unmas
 Results are appended to ``--out`` as they finish (one JSON line per run, with the settings it
 trained with); a run already there with the same model, seed and settings is not repeated, so an
 interrupted benchmark continues where it stopped, and a changed default (e.g. a new tuned file)
-trains again. Prints both tables (model,
-loss, train mode, epochs, wall time, valid and test NDCG@10 / HR@10 as mean ± std), each with its
-protocol as caption.
+trains again. Prints both tables (model, loss, train mode, epochs, wall time, valid and test
+NDCG@10 / HR@10 as mean ± std), each with its protocol as caption.
 """
 
 import argparse
