@@ -72,7 +72,7 @@ def test_help_lists_models_datasets_and_options(tiny_data_path, tmp_path):
         (["--evaluate", "--checkpoint=nope.pth"], "checkpoint not found: nope.pth"),
         (["--recommend"], "--recommend needs --checkpoint=PATH (a checkpoint written by training)"),
         (["--recommend", "--checkpoint=nope.pth"], "checkpoint not found: nope.pth"),
-        (["--tune", "--params_file=x.yaml", "--num_samples=many"], "num_samples must be an integer, got 'many'"),
+        (["--tune", "--params_file=x.yaml", "--num_samples=many"], "num_samples must be a positive integer, got 'many'"),
         (["--experiment=nope.yaml"], "experiment file not found: nope.yaml"),
         (["--experiment=nope.yaml", "--model=SASRec"], "--experiment takes no --model"),
         (["--experiment=nope.yaml", "--max_concurrent=two"], "max_concurrent must be a positive integer, got 'two'"),
