@@ -65,3 +65,20 @@ def in_tmp_dir(tmp_path):
     os.chdir(tmp_path)
     yield tmp_path
     os.chdir(old)
+
+
+@pytest.fixture
+def cli_main(monkeypatch, capsys):
+    """``cli_main(cwd, *args)`` runs the command line in this process (no interpreter to start)
+    with the working directory ``cwd``: (exit code, stdout, stderr)."""
+    from recbole_mamba import cli
+
+    monkeypatch.setattr(cli, "keep_large_allocations", lambda: None)  # not in pytest's process
+
+    def main(cwd, *args):
+        monkeypatch.chdir(cwd)
+        code = cli.main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return main

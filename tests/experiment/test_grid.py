@@ -38,7 +38,7 @@ def _cell_processes(out):
     return found.stdout.split()
 
 
-def test_a_grid_is_interrupted_resumed_and_not_rerun(tmp_path):
+def test_a_grid_is_interrupted_resumed_and_not_rerun(tmp_path, cli_main):
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(GRID))
     out = tmp_path / "out"
     # Ctrl-C as in a terminal: SIGINT at its default (a background job's shell ignores it, and
@@ -86,10 +86,10 @@ def test_a_grid_is_interrupted_resumed_and_not_rerun(tmp_path):
     assert (tmp_path / "dataset_atomics" / "gen" / "gen.inter").exists()  # generated where the grid needed it
 
     stamps = {c: (out / "cells" / c / "metrics.json").stat().st_mtime_ns for c in CELLS}
-    again = _cli(tmp_path, "--experiment=grid.yaml", f"--out={out}")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "tiny: 6 cells, 6 finished, 0 to run" in again.stdout and "[1/6]" not in again.stdout
+    code, again, err = cli_main(tmp_path, "--experiment=grid.yaml", f"--out={out}")  # in this process: starts no cell
+    assert code == 0, err[-3000:]
+    assert "tiny: 6 cells, 6 finished, 0 to run" in again and "[1/6]" not in again
     assert stamps == {c: (out / "cells" / c / "metrics.json").stat().st_mtime_ns for c in CELLS}
 
-    changed = _cli(tmp_path, "--experiment=grid.yaml", f"--out={out}", "--epochs=3")
-    assert changed.returncode == 2 and "holds another experiment" in changed.stderr
+    code, _, err = cli_main(tmp_path, "--experiment=grid.yaml", f"--out={out}", "--epochs=3")
+    assert code == 2 and "holds another experiment" in err

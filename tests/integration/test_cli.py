@@ -47,15 +47,15 @@ def test_trains_one_epoch_and_prints_test_metrics(model, loss_type, train_mode, 
         assert proc.stderr.count("gate/layer0/attention") >= 2
 
 
-def test_help_lists_models_datasets_and_options(tiny_data_path, tmp_path):
+def test_help_lists_models_datasets_and_options(cli_main, tmp_path):
     (tmp_path / "dataset_atomics" / "my-data").mkdir(parents=True)
     (tmp_path / "dataset_atomics" / "my-data" / "my-data.inter").write_text("user_id:token\n")
-    proc = cli("--help", cwd=tmp_path)
-    assert proc.returncode == 0
+    code, out, _ = cli_main(tmp_path, "--help")
+    assert code == 0
     for word in ("MambaRec", "RecMamba", "MoEMaTrRec", "SASRec", "GRU4Rec", "ml-100k", "my-data",
                  "--config_files", "--epochs", "--train_mode", "--tune", "--params_file", "--experiment",
                  "--cpus_per_cell", "--resume"):
-        assert word in proc.stdout
+        assert word in out
 
 
 @pytest.mark.parametrize(
@@ -81,12 +81,10 @@ def test_help_lists_models_datasets_and_options(tiny_data_path, tmp_path):
         (["--resume", "--out=nowhere"], "nothing to resume in"),
     ],
 )
-def test_bad_input_is_one_clear_line(args, message, in_tmp_dir, monkeypatch, capsys):
-    from recbole_mamba import cli as cli_module
-
-    monkeypatch.setattr(cli_module, "keep_large_allocations", lambda: None)  # not in pytest's process
-    assert cli_module.main(args) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
+def test_bad_input_is_one_clear_line(args, message, cli_main, tmp_path):
+    code, _, err = cli_main(tmp_path, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("run_recbole_mamba.py: error: ") and message in lines[0]
 
 
@@ -96,13 +94,13 @@ def test_bad_input_from_the_script_is_one_line_exit_2(tmp_path):
     assert proc.stderr.strip().splitlines() == ["run_recbole_mamba.py: error: epochs must be an integer, got 'abc'"]
 
 
-def test_evaluate_prints_the_table_of_a_checkpoint_again(tiny_data_path, tmp_path):
-    trained = cli("--dataset=ml-tiny", f"--data_path={tiny_data_path}", *TINY_ARGS, cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr[-3000:]
+def test_evaluate_prints_the_table_of_a_checkpoint_again(tiny_data_path, tmp_path, cli_main):
+    code, trained, err = cli_main(tmp_path, "--dataset=ml-tiny", f"--data_path={tiny_data_path}", *TINY_ARGS)
+    assert code == 0, err[-3000:]
     (checkpoint,) = (tmp_path / "saved").glob("MambaRec-*.pth")
-    again = cli("--evaluate", f"--checkpoint={checkpoint}", cwd=tmp_path / "saved")  # from elsewhere
+    again = cli("--evaluate", f"--checkpoint={checkpoint}", cwd=tmp_path / "saved")  # another process, folder
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.splitlines()[:5] == trained.stdout.splitlines()[:5]  # title and test table
+    assert again.stdout.splitlines()[:5] == trained.splitlines()[:5]  # title and test table
     assert again.stdout.splitlines()[5].startswith("valid: hit@10")
 
 
@@ -116,17 +114,15 @@ def test_a_converted_dataset_is_found_by_its_short_name(tiny_data_path, tmp_path
     assert "dataset: 'kuairand' is kuairand-2k" in proc.stderr
 
 
-def test_only_input_errors_become_one_line(monkeypatch, capsys):
+def test_only_input_errors_become_one_line(cli_main, monkeypatch, tmp_path):
     """A bug keeps its traceback (the exception propagates); an input error is one line, exit 2."""
-    from recbole_mamba import cli as cli_module
     from recbole_mamba import quick_start
 
     def broken_run(*args, **kwargs):
         raise ValueError("a bug deep inside")
 
-    monkeypatch.setattr(cli_module, "keep_large_allocations", lambda: None)  # not in pytest's process
-    assert cli_module.main(["--model=NoSuchModel"]) == 2
-    assert capsys.readouterr().err.startswith("run_recbole_mamba.py: error: unknown model 'NoSuchModel'")
+    code, _, err = cli_main(tmp_path, "--model=NoSuchModel")
+    assert code == 2 and err.startswith("run_recbole_mamba.py: error: unknown model 'NoSuchModel'")
     monkeypatch.setattr(quick_start, "run", broken_run)
     with pytest.raises(ValueError, match="a bug deep inside"):
-        cli_module.main(["--model=MambaRec"])
+        cli_main(tmp_path, "--model=MambaRec")

@@ -16,14 +16,14 @@ def run_cli(*args, cwd):
                           text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
-def test_search_records_trials_failures_best_yaml_and_resumes(tiny_data_path, tmp_path):
+def test_search_records_trials_failures_best_yaml_and_resumes(tiny_data_path, tmp_path, cli_main):
     (tmp_path / "space.yaml").write_text("dropout_prob: {trial: [0.1, 0.3, 2.0]}\n"
                                          "weight_decay: {trial: [0.0, 1.0e-4, 0.0]}\n")
     common = ["--tune", "--params_file=space.yaml", "--dataset=ml-tiny", f"--data_path={tiny_data_path}",
               "--epochs=2", "--hidden_size=16", "--MAX_ITEM_LIST_LENGTH=20", "--show_progress=False",
               "--tune_dir=out", "--max_concurrent=2", "--scheduler=fifo"]  # ASHA: test_asha.py
-    proc = run_cli(*common, "--num_samples=2", cwd=tmp_path)
-    assert proc.returncode == 2 and "fixes 3 trials; --num_samples=2 would drop some" in proc.stderr
+    code, _, err = cli_main(tmp_path, *common, "--num_samples=2")
+    assert code == 2 and "fixes 3 trials; --num_samples=2 would drop some" in err
     proc = run_cli(*common, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "out"
@@ -40,8 +40,8 @@ def test_search_records_trials_failures_best_yaml_and_resumes(tiny_data_path, tm
     assert (best["dropout_prob"], best["weight_decay"]) in ((0.1, 0.0), (0.3, 1.0e-4)) and best["epochs"] == 2 and os.path.isabs(best["data_path"])
     assert (out / "ray").is_dir()
 
-    again = run_cli(*common, cwd=tmp_path)  # a new search would mix its trials into Ray's folder
-    assert again.returncode == 2 and again.stderr.strip().endswith(
+    code, _, err = cli_main(tmp_path, *common)  # a new search would mix its trials into Ray's folder
+    assert code == 2 and err.strip().endswith(
         f"error: {out} already holds a search: continue it with --resume, or give another --tune_dir")
     resumed = run_cli(*common, "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -49,23 +49,22 @@ def test_search_records_trials_failures_best_yaml_and_resumes(tiny_data_path, tm
         assert len(list(csv.DictReader(f))) == 3
 
 
-def test_invalid_space_fails_before_ray_starts(tmp_path):
+def test_invalid_space_fails_before_ray_starts(cli_main, tmp_path):
     (tmp_path / "space.yaml").write_text("learning_rate: {loguniform: [0, 1]}\n")
-    proc = run_cli("--tune", "--params_file=space.yaml", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
+    code, _, err = cli_main(tmp_path, "--tune", "--params_file=space.yaml")
+    assert code == 2
+    assert err.strip().splitlines() == [
         "run_recbole_mamba.py: error: space.yaml line 1: learning_rate: loguniform needs low > 0, got 0"
     ]
-    proc = run_cli("--tune", "--params_file=space.yaml", "--learning_rate=0.1", cwd=tmp_path)
-    assert proc.returncode == 2
+    code, _, _ = cli_main(tmp_path, "--tune", "--params_file=space.yaml", "--learning_rate=0.1")
+    assert code == 2
     for option in ("--grace_period=0", "--max_concurrent=-1"):
-        proc = run_cli("--tune", "--params_file=space.yaml", option, cwd=tmp_path)
+        code, _, err = cli_main(tmp_path, "--tune", "--params_file=space.yaml", option)
         name, value = option[2:].split("=")
-        assert proc.returncode == 2 and proc.stderr.strip().endswith(
-            f"error: {name} must be a positive integer, got '{value}'"), proc.stderr
+        assert code == 2 and err.strip().endswith(f"error: {name} must be a positive integer, got '{value}'"), err
 
 
-def test_conflicting_fixed_and_searched_parameter(tmp_path):
+def test_conflicting_fixed_and_searched_parameter(cli_main, tmp_path):
     (tmp_path / "space.yaml").write_text("learning_rate: {loguniform: [0.001, 0.1]}\n")
-    proc = run_cli("--tune", "--params_file=space.yaml", "--learning_rate=0.1", cwd=tmp_path)
-    assert proc.returncode == 2 and "both searched in space.yaml and fixed" in proc.stderr
+    code, _, err = cli_main(tmp_path, "--tune", "--params_file=space.yaml", "--learning_rate=0.1")
+    assert code == 2 and "both searched in space.yaml and fixed" in err
