@@ -4,10 +4,10 @@ Each trial runs :func:`recbole_mamba.quick_start.run` with the sampled parameter
 overrides, reports the validation metric after every epoch and, once trained, the test metrics.
 Trials are compared (by ASHA at its rungs, and for ``best.yaml``) on their best validation score so
 far: training keeps the best checkpoint, so a trial that peaked and then overfits is as good as its
-peak. A trial that raises is recorded as failed with its error and
-the search goes on. Under ``tune_dir``: ``results.csv``, ``results.md`` (a row per trial),
-``best.yaml`` (the best configuration, for ``--config_files``) and ``ray/``, Ray's experiment
-folder, which ``resume=True`` continues.
+peak. A trial that raises is recorded as failed with its error and the search goes on. Under
+``tune_dir``: ``results.csv``, ``results.md`` (a row per trial), ``best.yaml`` (the best
+configuration, for ``--config_files``, with every trial's parameters and score in its header) and
+``ray/``, Ray's experiment folder, which ``resume=True`` continues.
 """
 
 import csv
@@ -104,7 +104,13 @@ def _write_best(tune_dir, rows, param_names, model, dataset, fixed_args, config_
         f"# best of {len(rows)} trials (valid {best['best_valid']:.4f}, trial {best['trial']})\n"
         f"# python run_recbole_mamba.py --model={model} --dataset={dataset} "
         f"--config_files=\"{' '.join(config_files + ['best.yaml'])}\"\n"
+        "# every trial: its parameters: best valid score (epochs run, how it ended)\n"
     )
+    for index, row in enumerate(rows, 1):
+        values = ", ".join(f"{name}={row[name]}" for name in param_names)
+        score = "-" if row.get("best_valid") is None else f"{row['best_valid']:.4f}"
+        mark = "  <- best" if row is best else ""
+        header += f"#   {index}: {values}: {score} ({row['epochs_run']} epochs, {row['status']}){mark}\n"
     path = os.path.join(tune_dir, "best.yaml")
     with open(path, "w") as f:
         f.write(header + yaml.safe_dump(config, sort_keys=True))
@@ -200,7 +206,7 @@ def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_
     finally:
         ray.shutdown()
     names = [p.name for p in params]
-    rows = _rows(grid, names, max_epochs)
+    rows = sorted(_rows(grid, names, max_epochs), key=lambda row: row["trial"])  # in the order sampled
     _write_tables(tune_dir, rows)
     _write_best(tune_dir, rows, names, model, dataset, fixed_args, config_files, probe["valid_metric_bigger"])
     print(f"{len(rows)} trials, valid metric {metric} ({mode}); results in {tune_dir}")

@@ -36,7 +36,13 @@ def test_search_records_trials_failures_best_yaml_and_resumes(tiny_data_path, tm
         assert rows[ok]["status"] == "completed" and rows[ok]["epochs_run"] == "2"
         assert 0 <= float(rows[ok]["test/ndcg@10"]) <= 1
     assert "| dropout_prob | weight_decay | best_valid |" in (out / "results.md").read_text()
-    best = yaml.safe_load((out / "best.yaml").read_text())
+    best_text = (out / "best.yaml").read_text()
+    best = yaml.safe_load(best_text)
+    listed = [line for line in best_text.splitlines() if line.startswith("#   ")]  # every trial, in order
+    assert [line.split(": ")[1] for line in listed] == [
+        "dropout_prob=0.1, weight_decay=0.0", "dropout_prob=0.3, weight_decay=0.0001", "dropout_prob=2.0, weight_decay=0.0"]
+    assert ": - (0 epochs, failed: ValueError: dropout probability" in listed[2]
+    assert sum(line.endswith("<- best") for line in listed) == 1
     assert (best["dropout_prob"], best["weight_decay"]) in ((0.1, 0.0), (0.3, 1.0e-4)) and best["epochs"] == 2 and os.path.isabs(best["data_path"])
     assert (out / "ray").is_dir()
 
