@@ -8,8 +8,8 @@ the budget (30 epochs of batches of 320 tokens, 8 windows) are chosen here.
 
 Measured beside it (README, "Honest comparisons"): RecBole's SASRec does not learn this rule, with
 its own defaults or otherwise (test HR@10 0.31 to 0.40 with dropout 0 / 0.2 / 0.5, learning rate
-0.003, or 80 epochs without early stopping), so it is not a case here; nor do MambaRec and SASRec
-learn a lag of 64 in a budget of this size.
+0.003, or 80 epochs without early stopping; with one lag for every user it learns lag 1, not lag
+8), so it is not a case here; nor do MambaRec and SASRec learn a lag of 64 in a budget of this size.
 """
 
 import pytest
