@@ -14,8 +14,6 @@ import pytest
 from recbole_mamba.atomics import RawInputError, convert_kuairand, convert_lfm1b
 from recbole_mamba.atomics.convert import KUAIRAND_COLUMNS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 def write_lfm1b(path, n=400, users=6, seed=0):
     """Random LFM-1b_LEs rows in shuffled order, with timestamp ties and repeated tracks."""
@@ -293,7 +291,7 @@ def test_kuairand_feature_files_become_user_and_item_files(tmp_path):
     assert items["item_id:token"].tolist() == [0, 1, 2, 3]
 
 
-def test_converted_dataset_trains_mambarec(tmp_path):
+def test_converted_dataset_trains_mambarec(tmp_path, cli_main):
     rows = []
     rng = np.random.default_rng(0)
     for user in range(30):
@@ -309,10 +307,10 @@ def test_converted_dataset_trains_mambarec(tmp_path):
     assert "kuairand-20" in proc.stdout and "interactions" in proc.stdout
     for suffix in ("inter", "user", "item", "yaml"):
         assert (tmp_path / "dataset_atomics" / "kuairand-20" / f"kuairand-20.{suffix}").exists()
-    proc = cli(os.path.join(ROOT, "run_recbole_mamba.py"), "--dataset=kuairand-20", "--epochs=1",
-               "--hidden_size=16", "--MAX_ITEM_LIST_LENGTH=10", "--show_progress=False", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.startswith("MambaRec on kuairand-20 — test, full ranking")
+    code, out, err = cli_main(tmp_path, "--dataset=kuairand-20", "--epochs=1", "--hidden_size=16",
+                              "--MAX_ITEM_LIST_LENGTH=10", "--show_progress=False")
+    assert code == 0, err[-2000:]
+    assert out.startswith("MambaRec on kuairand-20 — test, full ranking")
 
 
 def test_synthetic_writes_a_dataset_whose_rule_needs_the_long_context(tmp_path, capsys):
