@@ -209,4 +209,5 @@ def test_tuned_settings_are_merged_after_the_dataset_and_only_for_their_model(ti
 
 
 def test_tuned_files_exist_for_the_comparison():
-    assert {p.stem for p in TUNED if p.parent.name == "ml-100k"} >= {"MambaRec", "SASRec", "GRU4Rec", "RecMamba"}
+    assert {p.stem for p in TUNED if p.parent.name == "ml-100k"} == {
+        "MambaRec", "SASRec", "GRU4Rec", "RecMamba", "MoEMaTrRec"}
