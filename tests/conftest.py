@@ -1,6 +1,9 @@
-"""Shared fixtures: a tiny ml-100k subset as an atomic dataset in a temporary data_path."""
+"""Shared fixtures: a tiny ml-100k subset as an atomic dataset in a temporary data_path; the
+command line run in this process (``cli_main``) or as a user runs it (:func:`run_script`)."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ if not torch.cuda.is_available():
     # this when the kernels are defined, so before anything imports recbole_mamba.ops.scan_triton
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+SCRIPT = Path(__file__).resolve().parents[1] / "run_recbole_mamba.py"
 ML100K = Path(recbole.__file__).parent / "dataset_example" / "ml-100k" / "ml-100k.inter"
 ML100K_ITEMS = ML100K.with_suffix(".item")
 TINY_USERS = 60
@@ -82,3 +86,10 @@ def cli_main(monkeypatch, capsys):
         return code, captured.out, captured.err
 
     return main
+
+
+def run_script(*args, cwd, timeout=300):
+    """``python run_recbole_mamba.py *args`` in a new interpreter, as a user runs it (Python's
+    warnings off): the finished process, its output captured as text."""
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"})

@@ -12,8 +12,8 @@ import zlib
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CLI = os.path.join(ROOT, "run_recbole_mamba.py")
+from tests.conftest import SCRIPT, run_script
+
 TINY = {"epochs": 2, "hidden_size": 16, "inner_size": 32, "n_layers": 1, "train_mode": "all_positions",
         "train_batch_tokens": 480, "show_progress": False, "state": "WARNING"}
 GRID = {  # 2 models x 2 lengths x 1 seed, and 2 cells made to fail (a dataset that is not there)
@@ -25,10 +25,6 @@ GRID = {  # 2 models x 2 lengths x 1 seed, and 2 cells made to fail (a dataset t
 }
 CELLS = ["gen-MambaRec-2-0", "gen-SASRec-2-0", "gen-MambaRec-8-0", "gen-SASRec-8-0"]
 FAILING = ["gone-MambaRec-4-0", "gone-SASRec-4-0"]
-
-
-def _cli(cwd, *args):
-    return subprocess.run([sys.executable, CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def _cell_processes(out):
@@ -43,7 +39,7 @@ def test_a_grid_is_interrupted_resumed_and_not_rerun(tmp_path, cli_main):
     out = tmp_path / "out"
     # Ctrl-C as in a terminal: SIGINT at its default (a background job's shell ignores it, and
     # Python then installs no KeyboardInterrupt handler)
-    proc = subprocess.Popen([sys.executable, CLI, "--experiment=grid.yaml", f"--out={out}", "--max_concurrent=1"],
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--experiment=grid.yaml", f"--out={out}", "--max_concurrent=1"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
@@ -59,7 +55,7 @@ def test_a_grid_is_interrupted_resumed_and_not_rerun(tmp_path, cli_main):
     time.sleep(1)
     assert _cell_processes(out) == []  # no cell left running
 
-    resumed = _cli(tmp_path, "--resume", f"--out={out}", "--max_concurrent=2")  # the stored experiment
+    resumed = run_script("--resume", f"--out={out}", "--max_concurrent=2", cwd=tmp_path)  # the stored experiment
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"tiny: 6 cells, {len(finished)} finished, {6 - len(finished)} to run" in resumed.stdout
     for cell in FAILING:  # recorded, and the grid went on

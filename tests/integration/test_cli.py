@@ -1,25 +1,15 @@
 """The command line, run as a user runs it."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "run_recbole_mamba.py"
+from tests.conftest import run_script
+
 TINY_ARGS = [
     "--hidden_size=16", "--inner_size=32", "--MAX_ITEM_LIST_LENGTH=20", "--epochs=1",
     "--show_progress=False",
 ]
-
-
-def cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
-        timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
 
 
 # The command line end to end for a few runs; tests/integration/test_quick_start.py trains every
@@ -29,8 +19,8 @@ RUNS = [("MambaRec", "BPR", "prefix"), ("MoEMaTrRec", "CE", "prefix"), ("GRU4Rec
 
 @pytest.mark.parametrize("model,loss_type,train_mode", RUNS)
 def test_trains_one_epoch_and_prints_test_metrics(model, loss_type, train_mode, tiny_data_path, tmp_path):
-    proc = cli(f"--model={model}", "--dataset=ml-tiny", f"--data_path={tiny_data_path}",
-               f"--loss_type={loss_type}", f"--train_mode={train_mode}", *TINY_ARGS, cwd=tmp_path)
+    proc = run_script(f"--model={model}", "--dataset=ml-tiny", f"--data_path={tiny_data_path}",
+                      f"--loss_type={loss_type}", f"--train_mode={train_mode}", *TINY_ARGS, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0] == f"{model} on ml-tiny — test, full ranking, leave-one-out by time, no history masking"
@@ -89,7 +79,7 @@ def test_bad_input_is_one_clear_line(args, message, cli_main, tmp_path):
 
 
 def test_bad_input_from_the_script_is_one_line_exit_2(tmp_path):
-    proc = cli("--epochs=abc", cwd=tmp_path)
+    proc = run_script("--epochs=abc", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == ["run_recbole_mamba.py: error: epochs must be an integer, got 'abc'"]
 
@@ -98,7 +88,7 @@ def test_evaluate_prints_the_table_of_a_checkpoint_again(tiny_data_path, tmp_pat
     code, trained, err = cli_main(tmp_path, "--dataset=ml-tiny", f"--data_path={tiny_data_path}", *TINY_ARGS)
     assert code == 0, err[-3000:]
     (checkpoint,) = (tmp_path / "saved").glob("MambaRec-*.pth")
-    again = cli("--evaluate", f"--checkpoint={checkpoint}", cwd=tmp_path / "saved")  # another process, folder
+    again = run_script("--evaluate", f"--checkpoint={checkpoint}", cwd=tmp_path / "saved")  # another process, folder
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.splitlines()[:5] == trained.splitlines()[:5]  # title and test table
     assert again.stdout.splitlines()[5].startswith("valid: hit@10")
@@ -108,7 +98,7 @@ def test_a_converted_dataset_is_found_by_its_short_name(tiny_data_path, tmp_path
     folder = tmp_path / "dataset_atomics" / "kuairand-2k"
     folder.mkdir(parents=True)
     (folder / "kuairand-2k.inter").write_bytes((Path(tiny_data_path) / "ml-tiny" / "ml-tiny.inter").read_bytes())
-    proc = cli("--model=MambaRec", "--dataset=kuairand", *TINY_ARGS, cwd=tmp_path)
+    proc = run_script("--model=MambaRec", "--dataset=kuairand", *TINY_ARGS, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("MambaRec on kuairand-2k — test")
     assert "dataset: 'kuairand' is kuairand-2k" in proc.stderr

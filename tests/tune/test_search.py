@@ -2,18 +2,10 @@
 
 import csv
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import yaml
 
-SCRIPT = Path(__file__).resolve().parents[2] / "run_recbole_mamba.py"
-
-
-def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+from tests.conftest import run_script
 
 
 def test_search_records_trials_failures_best_yaml_and_resumes(tiny_data_path, tmp_path, cli_main):
@@ -24,7 +16,7 @@ def test_search_records_trials_failures_best_yaml_and_resumes(tiny_data_path, tm
               "--tune_dir=out", "--max_concurrent=2", "--scheduler=fifo"]  # ASHA: test_asha.py
     code, _, err = cli_main(tmp_path, *common, "--num_samples=2")
     assert code == 2 and "fixes 3 trials; --num_samples=2 would drop some" in err
-    proc = run_cli(*common, cwd=tmp_path)
+    proc = run_script(*common, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "out"
     with open(out / "results.csv") as f:
@@ -49,7 +41,7 @@ def test_search_records_trials_failures_best_yaml_and_resumes(tiny_data_path, tm
     code, _, err = cli_main(tmp_path, *common)  # a new search would mix its trials into Ray's folder
     assert code == 2 and err.strip().endswith(
         f"error: {out} already holds a search: continue it with --resume, or give another --tune_dir")
-    resumed = run_cli(*common, "--resume", cwd=tmp_path)
+    resumed = run_script(*common, "--resume", cwd=tmp_path, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     with open(out / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == 3
