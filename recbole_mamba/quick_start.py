@@ -16,6 +16,7 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 from recbole_mamba.config import ALL_POSITIONS, ALL_POSITIONS_ABOVE, AUTO, ConfigError, RecboleMambaConfig
 from recbole_mamba.data import create_dataset
 from recbole_mamba.data.history import attach_history, history_to_exclude
+from recbole_mamba.data.positions import warn_untrained_positions
 from recbole_mamba.data.stats import dataset_statistics
 from recbole_mamba.trainer import SafeCheckpointTrainer, checkpoint_parameters, load_checkpoint
 
@@ -90,6 +91,8 @@ def _build(config):
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     recommender = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(recommender)
+    warn_untrained_positions(logger, config, recommender, train_data._dataset, valid_data._dataset,
+                             test_data._dataset)
     return data, (train_data, valid_data, test_data), recommender, statistics
 
 
