@@ -306,6 +306,9 @@ class RecboleMambaConfig(Config):
             if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
                 raise ConfigError(f"train_batch_tokens must be a positive integer, got {tokens!r}")
             self.final_config_dict["train_batch_size"] = max(1, tokens // length_of(self.final_config_dict))
+        drop = self.final_config_dict.get("plateau_loss_drop")
+        if not isinstance(drop, (int, float)) or isinstance(drop, bool) or not 0 <= drop < 1:
+            raise ConfigError(f"plateau_loss_drop must be a fraction in [0, 1), got {drop!r}")
         loss_type = self.final_config_dict.get("loss_type")
         pairwise = getattr(self.model_class, "input_type", None) == InputType.PAIRWISE
         if (loss_type in SAMPLED_LOSSES or pairwise) and not all_positions and not self.final_config_dict.get(

@@ -24,13 +24,19 @@ class SafeCheckpointTrainer(Trainer):
     _history = None  # (UserHistory, left out) of the dataloader being evaluated, for exclude_history
     train_seconds = ()  # fit: wall seconds of each training epoch
     evaluations = ()  # fit: one dict per validation: epoch, valid_s, valid_score, elapsed_s (since fit began)
+    initial_loss = None  # fit: the first training batch's loss (the untrained model's)
+    patience_from_epoch = None  # fit: the epoch from which early stopping counts (left_initial_plateau)
+    batches_per_epoch = 0
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """RecBole's fit, with early stopping patient for at least ``min_patience_steps`` optimizer
         steps: ``stopping_step`` evaluations, or more where an epoch has few batches (all-position
-        training on a small dataset). Times each epoch (``train_seconds``, ``evaluations``)."""
+        training on a small dataset); and counting no evaluation without improvement while the
+        training loss is still on its initial plateau (:meth:`left_initial_plateau`). Times each
+        epoch (``train_seconds``, ``evaluations``)."""
         self.stopping_step = self.patience_in_evaluations(len(train_data))
         self.train_seconds, self.evaluations = [], []
+        self.patience_from_epoch, self.initial_loss = None, None
         self._fit_start = time.perf_counter()
         return super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                            callback_fn=callback_fn)
@@ -58,9 +64,42 @@ class SafeCheckpointTrainer(Trainer):
             )
         return patience
 
+    def left_initial_plateau(self):
+        """Whether an epoch's mean training loss has been ``plateau_loss_drop`` (a fraction) below
+        the untrained model's (the first batch's loss of this ``fit``). Until then a model is not
+        'not improving' but not started: on data without popularity to learn first (uniform
+        items), the loss sits near its initial value for epochs before a sequential rule is found,
+        longer than ``stopping_step`` evaluations. On data with many batches an epoch the first
+        epoch already ends far below it."""
+        if self.patience_from_epoch is not None:
+            return True
+        drop = self.config["plateau_loss_drop"]
+        loss = self.train_loss_dict.get(self._epoch)
+        if drop and loss is not None and self.initial_loss is not None:
+            mean = (sum(loss) if isinstance(loss, tuple) else loss) / max(1, self.batches_per_epoch)
+            if mean > (1 - drop) * self.initial_loss:
+                return False
+            self.logger.info(set_color("early stopping", "blue") + f": patience counts from epoch {self._epoch} "
+                             f"(mean training loss {mean:.4f}, at least {drop:.0%} below the untrained "
+                             f"model's {self.initial_loss:.4f})")
+        self.patience_from_epoch = self._epoch
+        return True
+
+    def _recording_initial_loss(self, loss_func):
+        """``loss_func`` that keeps the first value it returns in ``initial_loss``."""
+        def loss(interaction):
+            value = loss_func(interaction)
+            if self.initial_loss is None:
+                self.initial_loss = (sum(value) if isinstance(value, tuple) else value).item()
+            return value
+        return loss
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if loss_func is None and self.config["train_mode"] == ALL_POSITIONS:
             loss_func = partial(all_positions_loss, self.model, loss_type=self.config["loss_type"])
+        if self.initial_loss is None:
+            loss_func = self._recording_initial_loss(loss_func or self.model.calculate_loss)
+        self.batches_per_epoch = len(train_data)
         start = time.perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self._epoch = epoch_idx
@@ -102,6 +141,8 @@ class SafeCheckpointTrainer(Trainer):
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
         end = time.perf_counter()
         self.last_valid_result = valid_result  # RecBole's fit callback only gets the score
+        if not self.left_initial_plateau():
+            self.cur_step = 0  # RecBole's early_stopping, called next, counts from here
         self.evaluations.append({"epoch": self._epoch, "valid_s": end - start, "valid_score": float(valid_score),
                                  "elapsed_s": end - self._fit_start})
         return valid_score, valid_result

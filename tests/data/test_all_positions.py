@@ -202,3 +202,26 @@ def test_early_stopping_waits_at_least_min_patience_steps(tiny_data_path, steps_
     config = make_config(tiny_data_path, stopping_step=3, min_patience_steps=min_steps, eval_step=eval_step)
     trainer = SafeCheckpointTrainer(config, get_model("MambaRec")(config, create_dataset(config)))
     assert trainer.patience_in_evaluations(steps_per_epoch) == patience
+
+
+def test_early_stopping_counts_no_patience_on_the_initial_loss_plateau(tiny_data_path):
+    config = make_config(tiny_data_path, train_mode="all_positions", plateau_loss_drop=0.05)
+    train, valid, _ = data_preparation(config, create_dataset(config))
+    trainer = SafeCheckpointTrainer(config, get_model("MambaRec")(config, train._dataset))
+    trainer.fit(train, valid, saved=False)  # one epoch (make_config's), to set what fit keeps
+    assert trainer.initial_loss == pytest.approx(float(trainer.train_loss_dict[0]) / len(train), rel=0.5)
+    trainer.patience_from_epoch, trainer.initial_loss, trainer.batches_per_epoch = None, 3.75, 2
+    means = [3.70, 3.69, 3.58, 3.55, 3.80]  # the untrained 3.75: 1.3%, 1.6%, 4.5%, 5.3% below, then above
+    counted = []
+    for epoch, mean in enumerate(means):
+        trainer.train_loss_dict[epoch], trainer._epoch, trainer.cur_step = 2 * mean, epoch, 2
+        trainer._valid_epoch(valid)
+        counted.append(trainer.cur_step == 2)  # 0: reset, so that RecBole's early_stopping counts from 0
+    assert counted == [False, False, False, True, True]
+    assert trainer.patience_from_epoch == 3
+
+
+@pytest.mark.parametrize("drop", [-0.1, 1.0])
+def test_plateau_loss_drop_must_be_a_fraction(tiny_data_path, drop):
+    with pytest.raises(ConfigError, match="plateau_loss_drop must be"):
+        make_config(tiny_data_path, plateau_loss_drop=drop)
