@@ -32,11 +32,12 @@ class SafeCheckpointTrainer(Trainer):
         """RecBole's fit, with early stopping patient for at least ``min_patience_steps`` optimizer
         steps: ``stopping_step`` evaluations, or more where an epoch has few batches (all-position
         training on a small dataset); and counting no evaluation without improvement while the
-        training loss is still on its initial plateau (:meth:`left_initial_plateau`). Times each
-        epoch (``train_seconds``, ``evaluations``)."""
+        training loss is still on its initial plateau (:meth:`left_initial_plateau`; a resumed
+        run has left it). Times each epoch (``train_seconds``, ``evaluations``)."""
         self.stopping_step = self.patience_in_evaluations(len(train_data))
         self.train_seconds, self.evaluations = [], []
-        self.patience_from_epoch, self.initial_loss = None, None
+        self.patience_from_epoch = self.start_epoch if self.start_epoch > 0 else None
+        self.initial_loss = None
         self._fit_start = time.perf_counter()
         return super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                            callback_fn=callback_fn)

@@ -204,8 +204,9 @@ def test_early_stopping_waits_at_least_min_patience_steps(tiny_data_path, steps_
     assert trainer.patience_in_evaluations(steps_per_epoch) == patience
 
 
-def test_early_stopping_counts_no_patience_on_the_initial_loss_plateau(tiny_data_path):
-    config = make_config(tiny_data_path, train_mode="all_positions", plateau_loss_drop=0.05)
+def test_early_stopping_counts_no_patience_on_the_initial_loss_plateau(tmp_path):
+    config = make_config(single_user_data(tmp_path), dataset="one", train_mode="all_positions",
+                         plateau_loss_drop=0.05, epochs=1, topk=[5], valid_metric="NDCG@5")  # 13 items
     train, valid, _ = data_preparation(config, create_dataset(config))
     trainer = SafeCheckpointTrainer(config, get_model("MambaRec")(config, train._dataset))
     trainer.fit(train, valid, saved=False)  # one epoch (make_config's), to set what fit keeps
@@ -219,6 +220,9 @@ def test_early_stopping_counts_no_patience_on_the_initial_loss_plateau(tiny_data
         counted.append(trainer.cur_step == 2)  # 0: reset, so that RecBole's early_stopping counts from 0
     assert counted == [False, False, False, True, True]
     assert trainer.patience_from_epoch == 3
+    trainer.start_epoch = 5  # as resume_checkpoint sets it: a resumed run counts from its first epoch
+    trainer.fit(train, valid, saved=False)
+    assert trainer.patience_from_epoch == 5 and trainer.left_initial_plateau()
 
 
 @pytest.mark.parametrize("drop", [-0.1, 1.0])
