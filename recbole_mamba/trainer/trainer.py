@@ -26,7 +26,7 @@ class SafeCheckpointTrainer(Trainer):
     evaluations = ()  # fit: one dict per validation: epoch, valid_s, valid_score, elapsed_s (since fit began)
     initial_loss = None  # fit: the first training batch's loss (the untrained model's)
     patience_from_epoch = None  # fit: the epoch from which early stopping counts (left_initial_plateau)
-    batches_per_epoch = 0
+    batches_per_epoch = 0  # fit: len(train_data)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """RecBole's fit, with early stopping patient for at least ``min_patience_steps`` optimizer
@@ -34,7 +34,8 @@ class SafeCheckpointTrainer(Trainer):
         training on a small dataset); and counting no evaluation without improvement while the
         training loss is still on its initial plateau (:meth:`left_initial_plateau`; a resumed
         run has left it). Times each epoch (``train_seconds``, ``evaluations``)."""
-        self.stopping_step = self.patience_in_evaluations(len(train_data))
+        self.batches_per_epoch = len(train_data)
+        self.stopping_step = self.patience_in_evaluations(self.batches_per_epoch)
         self.train_seconds, self.evaluations = [], []
         self.patience_from_epoch = self.start_epoch if self.start_epoch > 0 else None
         self.initial_loss = None
@@ -75,9 +76,9 @@ class SafeCheckpointTrainer(Trainer):
         if self.patience_from_epoch is not None:
             return True
         drop = self.config["plateau_loss_drop"]
-        loss = self.train_loss_dict.get(self._epoch)
+        loss = self.train_loss_dict.get(self._epoch)  # RecBole's fit stores the epoch's sum (of a tuple's parts too)
         if drop and loss is not None and self.initial_loss is not None:
-            mean = (sum(loss) if isinstance(loss, tuple) else loss) / max(1, self.batches_per_epoch)
+            mean = loss / max(1, self.batches_per_epoch)
             if mean > (1 - drop) * self.initial_loss:
                 return False
             self.logger.info(set_color("early stopping", "blue") + f": patience counts from epoch {self._epoch} "
@@ -100,7 +101,6 @@ class SafeCheckpointTrainer(Trainer):
             loss_func = partial(all_positions_loss, self.model, loss_type=self.config["loss_type"])
         if self.initial_loss is None:
             loss_func = self._recording_initial_loss(loss_func or self.model.calculate_loss)
-        self.batches_per_epoch = len(train_data)
         start = time.perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self._epoch = epoch_idx
