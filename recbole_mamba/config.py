@@ -32,7 +32,9 @@ TRAIN_MODES = (PREFIX, ALL_POSITIONS)
 ALL_POSITIONS_ABOVE = 200  # train_mode auto: all_positions when MAX_ITEM_LIST_LENGTH is longer
 EMBEDDED_DATASET = "ml-100k"  # ships inside the recbole wheel (recbole/dataset_example/ml-100k)
 TRAIN_WINDOWS = ("all", "last")  # all_positions: every window of a user's history, or the last one
-CHOICES = {"mamba_backend": BACKEND_NAMES, "train_mode": (AUTO, *TRAIN_MODES), "train_windows": TRAIN_WINDOWS}
+TRAIN_BATCH_ORDERS = ("random", "length")  # all_positions: batches of random rows, or of rows of similar length
+CHOICES = {"mamba_backend": BACKEND_NAMES, "train_mode": (AUTO, *TRAIN_MODES), "train_windows": TRAIN_WINDOWS,
+           "train_batch_order": TRAIN_BATCH_ORDERS}
 # how to make a dataset that is missing, by the start of its name
 CONVERTERS = {
     "kuairand": "python -m recbole_mamba.atomics kuairand log_standard_*.csv log_random_*.csv --max-len 2000",

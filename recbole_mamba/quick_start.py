@@ -16,6 +16,7 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 from recbole_mamba.config import ALL_POSITIONS, ALL_POSITIONS_ABOVE, AUTO, ConfigError, RecboleMambaConfig
 from recbole_mamba.data import create_dataset
 from recbole_mamba.data.history import attach_history, history_to_exclude
+from recbole_mamba.data.length_batches import LengthGroupedTrainDataLoader
 from recbole_mamba.data.positions import warn_untrained_positions
 from recbole_mamba.data.stats import dataset_statistics
 from recbole_mamba.trainer import SafeCheckpointTrainer, checkpoint_parameters, load_checkpoint
@@ -78,7 +79,7 @@ def _build(config):
             set_color("train batches", "blue") + f": {config['train_batch_size']} windows "
             + (f"(train_batch_tokens {config['train_batch_tokens']} / MAX_ITEM_LIST_LENGTH "
                f"{config['MAX_ITEM_LIST_LENGTH']})" if config.train_batch_from_tokens else "(train_batch_size)")
-            + f", train_windows {config['train_windows']}"
+            + f", train_windows {config['train_windows']}, train_batch_order {config['train_batch_order']}"
         )
     data = create_dataset(config)
     logger.info(data)
@@ -86,6 +87,8 @@ def _build(config):
     history = history_to_exclude(config, data)
     statistics = dataset_statistics(data)  # before the split: RecBole's augmentation drops each first item
     train_data, valid_data, test_data = data_preparation(config, data)
+    if config["train_mode"] == ALL_POSITIONS and config["train_batch_order"] == "length":
+        train_data = LengthGroupedTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=True)
     attach_history(history, valid_data, test_data)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
