@@ -109,8 +109,10 @@ def table(rows, masked=False):
     for model, group in by_model.items():
         first = group[0]
         wall = statistics.fmean(r["wall_s"] for r in group)
+        order = first.get("settings", {}).get("train_batch_order") if first["train_mode"] == "all_positions" else None
+        mode = first["train_mode"] + (f" ({order} order)" if order else "")
         lines.append(
-            f"| {model} | {first['loss_type']} | {first['train_mode']}, {first['max_len']} | {len(group)} "
+            f"| {model} | {first['loss_type']} | {mode}, {first['max_len']} | {len(group)} "
             f"| {statistics.fmean(r['epochs'] for r in group):.0f} | {wall // 60:.0f} min {wall % 60:02.0f} s "
             + " ".join(f"| {_mean_std([r[split][m] for r in group])}" for split in ("valid", "test") for m in METRICS)
             + " |"

@@ -89,6 +89,7 @@ def _build(config):
     train_data, valid_data, test_data = data_preparation(config, data)
     if config["train_mode"] == ALL_POSITIONS and config["train_batch_order"] == "length":
         train_data = LengthGroupedTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=True)
+        logger.info(set_color("train batches", "blue") + f": {train_data.describe()}")
     attach_history(history, valid_data, test_data)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])

@@ -74,6 +74,15 @@ class LengthGroupedTrainDataLoader(TrainDataLoader):
             self._plan = length_grouped_batches(lengths, self.batch_count, self.max_tokens, self.generator)
         return self._plan
 
+    def describe(self):
+        """One line: the coming epoch's batches, items and padded positions."""
+        lengths = self._dataset.inter_feat[self._dataset.item_list_length_field]
+        plan = self._planned()
+        padded = sum(len(batch) * int(lengths[batch].max()) for batch in plan)
+        return (f"{len(plan)} an epoch of rows of similar length, {int(lengths.sum()) // max(1, len(plan))} items "
+                f"each on average, {padded} padded positions an epoch ({len(lengths) * self.config['MAX_ITEM_LIST_LENGTH']} "
+                f"in random order)")
+
     def __len__(self):
         return len(self._planned())
 

@@ -78,7 +78,8 @@ def test_the_pipeline_trains_on_length_grouped_batches_cut_to_their_longest_row(
     assert train.batch_count == -(-len(train._dataset) // 5)  # as many as random batches of 5 rows
     dataset = train._dataset
     assert len(set(dataset.inter_feat["window_start"].tolist())) == len(dataset)
-    planned, batches, seen = len(train), 0, []
+    planned, batches, seen, padded = len(train), 0, [], 0
+    description = train.describe()  # of the coming epoch, as the run logs it
     for batch in train:
         lengths = batch["item_length"]
         width = int(lengths.max())
@@ -89,7 +90,11 @@ def test_the_pipeline_trains_on_length_grouped_batches_cut_to_their_longest_row(
         assert not full["item_id_list"][:, width:].any()  # only padding was cut
         batches += 1
         seen += batch["window_start"].tolist()
+        padded += batch["item_id_list"].numel()
     assert batches == planned >= train.batch_count > 1
+    items = int(dataset.inter_feat["item_length"].sum())
+    assert description == (f"{batches} an epoch of rows of similar length, {items // batches} items each on "
+                           f"average, {padded} padded positions an epoch ({len(dataset) * 20} in random order)")
     assert sorted(seen) == sorted(dataset.inter_feat["window_start"].tolist())
     epochs = [[b["window_start"].tolist() for b in train] for _ in range(2)]
     assert epochs[0] != epochs[1]
