@@ -88,7 +88,7 @@ def _build(config):
     statistics = dataset_statistics(data)  # before the split: RecBole's augmentation drops each first item
     train_data, valid_data, test_data = data_preparation(config, data)
     if config["train_mode"] == ALL_POSITIONS and config["train_batch_order"] == "length":
-        train_data = LengthGroupedTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=True)
+        train_data = LengthGroupedTrainDataLoader(config, train_data._dataset, train_data._sampler)
         logger.info(set_color("train batches", "blue") + f": {train_data.describe()}")
     attach_history(history, valid_data, test_data)
 

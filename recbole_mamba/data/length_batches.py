@@ -62,22 +62,21 @@ class LengthGroupedTrainDataLoader(TrainDataLoader):
     :func:`length_grouped_batches` (planned anew each epoch, from the loader's seeded generator)
     cut to their longest row. ``len()`` is the number of batches of the coming epoch."""
 
-    def __init__(self, config, dataset, sampler, shuffle=True):
-        super().__init__(config, dataset, sampler, shuffle=shuffle)
+    def __init__(self, config, dataset, sampler):
+        super().__init__(config, dataset, sampler, shuffle=True)
+        self.lengths = dataset.inter_feat[dataset.item_list_length_field]  # (rows,)
         self.batch_count = math.ceil(len(dataset) / config["train_batch_size"])
         self.max_tokens = config["train_batch_size"] * config["MAX_ITEM_LIST_LENGTH"]
         self._plan = None
 
     def _planned(self):
         if self._plan is None:
-            lengths = self._dataset.inter_feat[self._dataset.item_list_length_field]
-            self._plan = length_grouped_batches(lengths, self.batch_count, self.max_tokens, self.generator)
+            self._plan = length_grouped_batches(self.lengths, self.batch_count, self.max_tokens, self.generator)
         return self._plan
 
     def describe(self):
         """One line: the coming epoch's batches, items and padded positions."""
-        lengths = self._dataset.inter_feat[self._dataset.item_list_length_field]
-        plan = self._planned()
+        lengths, plan = self.lengths, self._planned()
         padded = sum(len(batch) * int(lengths[batch].max()) for batch in plan)
         return (f"{len(plan)} an epoch of rows of similar length, {int(lengths.sum()) // max(1, len(plan))} items "
                 f"each on average, {padded} padded positions an epoch ({len(lengths) * self.config['MAX_ITEM_LIST_LENGTH']} "
