@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny ml-100k subset as an atomic dataset in a temporary data_path; the
-command line run in this process (``cli_main``) or as a user runs it (:func:`run_script`)."""
+command line run in this process (``cli_main``) or as a user runs it (:func:`run_script`); a
+script of ``benchmarks/`` as a module (``load_benchmark``)."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -16,6 +18,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "run_recbole_mamba.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 ML100K = Path(recbole.__file__).parent / "dataset_example" / "ml-100k" / "ml-100k.inter"
 ML100K_ITEMS = ML100K.with_suffix(".item")
 TINY_USERS = 60
@@ -86,6 +89,19 @@ def cli_main(monkeypatch, capsys):
         return code, captured.out, captured.err
 
     return main
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark(name)``: ``benchmarks/<name>.py`` as a module (the scripts are no package)."""
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 def run_script(*args, cwd, timeout=300):

@@ -1,22 +1,14 @@
 """benchmarks/bench_accuracy.py keeps a run only while the settings it trained with are unchanged."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import yaml
 
 from recbole_mamba.config import properties_dir
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_accuracy.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("bench_accuracy")
 
 
 def test_a_run_is_identified_by_model_seed_and_every_setting(bench):
