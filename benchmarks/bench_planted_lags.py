@@ -128,15 +128,17 @@ def train_and_probe(model, lag, data_path, args, overrides):
     }
 
 
-def table(rows, models, lags, args):
+def table(rows, models, lags, args, overrides=()):
     """Markdown table: a row per model, a column per lag; each cell test HR@10, then (the first
-    epoch with validation HR@10 >= 0.75 or '-', and the epochs run)."""
+    epoch with validation HR@10 >= 0.75 or '-', and the epochs run); the caption names the
+    ``--key=value`` overrides."""
     by_run = {(row["model"], row["lag"]): row for row in rows}
     lines = [
         f"planted rule, one lag per dataset: {args.users} users x {args.window + 3} items, {args.items} items "
         f"(chance HR@10 {min(10, args.items) / args.items:.2f}), window {args.window}, batches of 8 windows, "
-        f"at most {args.epochs} epochs, shipped defaults and early stopping; "
-        f"test HR@10 (first epoch with valid HR@10 >= {LEARNED} / epochs run)",
+        f"at most {args.epochs} epochs, shipped defaults and early stopping"
+        + (f" but {' '.join(overrides)}" if overrides else "")
+        + f"; test HR@10 (first epoch with valid HR@10 >= {LEARNED} / epochs run)",
         "",
         "| model | loss | " + " | ".join(f"lag {lag}" for lag in lags) + " |",
         "|---|---|" + "---|" * len(lags),
@@ -198,7 +200,7 @@ def main(argv=None):
             print(f"{model} lag {lag}: test HR@10 {row['test_hit10']:.2f} ({row['epochs']} epochs, "
                   f"{row['wall_s']:.0f} s)", flush=True)
     rows = [done[key] for _, _, key in wanted]
-    print(table(rows, models, lags, args))
+    print(table(rows, models, lags, args, overrides))
     print()
     print("\n".join(profile_lines(rows)))
 

@@ -51,6 +51,8 @@ def test_the_table_has_a_cell_per_model_and_lag(bench):
     assert lines[2:] == ["| model | loss | lag 4 | lag 64 |", "|---|---|---|---|",
                          "| SASRec | CE | 1.00 (3 / 9) | 0.98 (21 / 27) |",
                          "| MambaRec | CE |  | 0.24 (- / 30) |"]
+    caption = bench.table(rows, ["SASRec"], lags, args, ["--stopping_step=1000"]).splitlines()[0]
+    assert "at most 30 epochs, shipped defaults and early stopping but --stopping_step=1000; test HR@10" in caption
 
 
 def test_a_run_is_identified_by_model_lag_data_and_settings(bench):
