@@ -30,6 +30,7 @@ import json
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -109,15 +110,16 @@ def train_and_probe(model, lag, data_path, args, overrides):
 
     torch.set_num_threads(1)
     curve = []
-    start = time.perf_counter()
-    result = run(model, dataset_name(lag, args), config_dict={
-        "data_path": data_path, "MAX_ITEM_LIST_LENGTH": args.window, "train_mode": "all_positions",
-        "train_batch_tokens": 8 * args.window, "epochs": args.epochs, "show_progress": False, "state": "WARNING",
-        "checkpoint_dir": os.path.join(data_path, "checkpoints"),
-    }, cmd_args=overrides, saved=True, epoch_callback=lambda epoch, score, valid: curve.append(float(valid["hit@10"])))
-    wall = time.perf_counter() - start
-    loaded = load_run(result["checkpoint"], config_dict={"state": "WARNING"})
-    os.remove(result["checkpoint"])
+    # a directory of its own: RecBole names a checkpoint by model and second, and runs go in parallel
+    with tempfile.TemporaryDirectory(dir=data_path, prefix="checkpoints-") as checkpoint_dir:
+        start = time.perf_counter()
+        result = run(model, dataset_name(lag, args), config_dict={
+            "data_path": data_path, "MAX_ITEM_LIST_LENGTH": args.window, "train_mode": "all_positions",
+            "train_batch_tokens": 8 * args.window, "epochs": args.epochs, "show_progress": False, "state": "WARNING",
+            "checkpoint_dir": checkpoint_dir,
+        }, cmd_args=overrides, saved=True, epoch_callback=lambda epoch, score, valid: curve.append(float(valid["hit@10"])))
+        wall = time.perf_counter() - start
+        loaded = load_run(result["checkpoint"], config_dict={"state": "WARNING"})
     learned = next((epoch + 1 for epoch, hit in enumerate(curve) if hit >= LEARNED), None)
     return {
         "model": model, "lag": lag, "loss_type": result["config"]["loss_type"], "epochs": result["epochs_run"],
