@@ -69,20 +69,11 @@ def run_key(model, lag, args, overrides):
     return hashlib.sha256(json.dumps(given).encode()).hexdigest()[:16]
 
 
-def item_ids(config, items):
-    """(items,) tensor: the model's id of generated item i at index i - 1."""
-    import torch
-    from recbole.data import create_dataset
-
-    tokens = create_dataset(config).field2id_token[config["ITEM_ID_FIELD"]]
-    token_id = {token: i for i, token in enumerate(tokens)}
-    return torch.tensor([token_id[str(i)] for i in range(1, items + 1)])
-
-
 def lag_profile(model, ids, lag, window):
     """(window,) list: mean relative change of ``model``'s last-position output (``forward(seq
     (B, window), lengths (B,))`` -> (B, H)) when the item d steps back is replaced by a uniform
-    one, d = 0 .. window - 1, over new sequences with the rule; ``ids``: :func:`item_ids`."""
+    one, d = 0 .. window - 1, over new sequences with the rule; ``ids``: (items,) the model's id of
+    generated item i at index i - 1."""
     import torch
 
     from recbole_mamba.atomics.synthetic import planted_sequences
@@ -106,7 +97,8 @@ def train_and_probe(model, lag, data_path, args, overrides):
     """One run: the row of the results file (without its key)."""
     import torch
 
-    from recbole_mamba.quick_start import load_run, run
+    from recbole_mamba.quick_start import run
+    from recbole_mamba.serve import load
 
     torch.set_num_threads(1)
     curve = []
@@ -119,14 +111,15 @@ def train_and_probe(model, lag, data_path, args, overrides):
             "checkpoint_dir": checkpoint_dir,
         }, cmd_args=overrides, saved=True, epoch_callback=lambda epoch, score, valid: curve.append(float(valid["hit@10"])))
         wall = time.perf_counter() - start
-        loaded = load_run(result["checkpoint"], config_dict={"state": "WARNING"})
+        trained = load(result["checkpoint"])  # the model and its item tokens, from the checkpoint alone
     learned = next((epoch + 1 for epoch, hit in enumerate(curve) if hit >= LEARNED), None)
     return {
         "model": model, "lag": lag, "loss_type": result["config"]["loss_type"], "epochs": result["epochs_run"],
         "wall_s": round(wall, 1), "test_hit10": float(result["test_result"]["hit@10"]),
         "valid_hit10": float(result["best_valid_result"]["hit@10"]), "learned_epoch": learned,
         "valid_curve": [round(hit, 3) for hit in curve],
-        "profile": lag_profile(loaded["model"], item_ids(loaded["config"], args.items), lag, args.window),
+        "profile": lag_profile(trained.model, torch.tensor(trained.ids_of(range(1, args.items + 1))), lag,
+                               args.window),
     }
 
 
