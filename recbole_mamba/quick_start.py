@@ -15,11 +15,14 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 
 from recbole_mamba.config import ALL_POSITIONS, ALL_POSITIONS_ABOVE, AUTO, ConfigError, RecboleMambaConfig
 from recbole_mamba.data import create_dataset
+from recbole_mamba.data.candidates import CandidateEvalDataLoader
 from recbole_mamba.data.history import attach_history, history_to_exclude
 from recbole_mamba.data.length_batches import LengthGroupedTrainDataLoader
 from recbole_mamba.data.positions import warn_untrained_positions
 from recbole_mamba.data.stats import dataset_statistics
 from recbole_mamba.trainer import SafeCheckpointTrainer, checkpoint_parameters, load_checkpoint
+from recbole_mamba.trainer.all_positions import scores_by_dot_product
+from recbole_mamba.trainer.ranking import RankingCollector
 
 
 def evaluation_protocol(config):
@@ -61,6 +64,15 @@ def check_sampled_evaluation(config, dataset):
                               f"{max(config['topk'])}; use more negatives or a smaller topk")
 
 
+def encode_once(config, loader):
+    """``loader``, or for sampled evaluation of a dot-product model under top-k metrics its
+    :class:`CandidateEvalDataLoader` (each row encoded once, not once per candidate)."""
+    if (CandidateEvalDataLoader.replaces(loader) and scores_by_dot_product(config.model_class)
+            and RankingCollector(config).can_collect_ranked()):
+        return CandidateEvalDataLoader.of(loader)
+    return loader
+
+
 def _build(config):
     """Logger, data and model of ``config``: returns (dataset, (train, valid, test dataloaders),
     model, the dataset's statistics before the split)."""
@@ -91,6 +103,7 @@ def _build(config):
         train_data = LengthGroupedTrainDataLoader(config, train_data._dataset, train_data._sampler)
         logger.info(set_color("train batches", "blue") + f": {train_data.describe()}")
     attach_history(history, valid_data, test_data)
+    valid_data, test_data = (encode_once(config, loader) for loader in (valid_data, test_data))
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     recommender = config.model_class(config, train_data._dataset).to(config["device"])

@@ -4,8 +4,9 @@ all-position training (:mod:`recbole_mamba.trainer.all_positions`) both call
 
 The score of item i for a state h is ``h . E[i]`` (E: the item embedding table, as SASRec).
 
-- ``CE``: softmax cross-entropy over all items, computed in chunks of states whose logits are
-  recomputed in backward, so memory stays O(chunk x items) however many states there are.
+- ``CE``: exact softmax cross-entropy over all items, computed in chunks of items whose logits are
+  recomputed in backward (:mod:`recbole_mamba.model.chunked_ce`), so memory stays O(states x
+  chunk) however large the catalogue.
 - ``BPR``: ``-log sigmoid(pos - neg)`` with one negative per state.
 - ``BCE``: binary cross-entropy of the positive (label 1) and of one negative (label 0), averaged
   (as RecMamba and SASRec.pytorch train).
@@ -19,17 +20,12 @@ The score of item i for a state h is ``h . E[i]`` (E: the item embedding table, 
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
+
+from recbole_mamba.model.chunked_ce import cross_entropy_sum
 
 LOSS_TYPES = ("CE", "BPR", "BCE", "SSM", "GBCE")
 SAMPLED_LOSSES = ("BPR", "BCE")  # trained on the positive and one sampled negative per state
 SHARED_NEGATIVE_LOSSES = ("SSM", "GBCE")  # trained on the positive and a batch's shared negatives
-LOGITS_PER_CHUNK = 1 << 22  # CE: states x items scored at once (float32: 16 MiB)
-
-
-def _ce_sum(hidden, targets, items):
-    return F.cross_entropy(hidden @ items.T, targets, reduction="sum")
-
 
 def _shared_negatives_loss(hidden, targets, items, loss_type, negatives, gbce_t):
     pos = (hidden * items[targets]).sum(-1)  # (N,)
@@ -54,12 +50,7 @@ def next_item_loss(hidden, targets, items, loss_type, negatives=None, gbce_t=0.7
     shared by all states, for SSM and GBCE; gbce_t: GBCE's calibration t in [0, 1].
     """
     if loss_type == "CE":
-        chunk = max(1, LOGITS_PER_CHUNK // items.size(0))
-        total = sum(
-            checkpoint(_ce_sum, hidden[i:i + chunk], targets[i:i + chunk], items, use_reentrant=False)
-            for i in range(0, len(targets), chunk)
-        )
-        return total / len(targets)
+        return cross_entropy_sum(hidden, items, targets) / len(targets)
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
     if loss_type in SHARED_NEGATIVE_LOSSES:

@@ -43,6 +43,15 @@ def supports_all_positions(model_class):
     return hasattr(model_class, "encode") or model_class in RECBOLE_ADAPTERS
 
 
+def scores_by_dot_product(model_class):
+    """Whether ``model_class`` scores item i as ``forward(seq, len) . item_embedding.weight[i]`` in
+    both ``predict`` and ``full_sort_predict``: the plugin's models and the RecBole models of
+    :data:`RECBOLE_ADAPTERS`."""
+    from recbole_mamba.model.next_item import NextItemRecommender
+
+    return issubclass(model_class, NextItemRecommender) or model_class in RECBOLE_ADAPTERS
+
+
 def per_position_hidden(model, item_seq):
     """(B, L) -> (B, L, H), the state at every position, causal."""
     if hasattr(model, "encode"):

@@ -8,8 +8,10 @@ from recbole.trainer import Trainer
 from recbole.utils import set_color
 
 from recbole_mamba.config import ALL_POSITIONS
-from recbole_mamba.trainer.all_positions import all_positions_loss
+from recbole_mamba.data.candidates import CandidateEvalDataLoader
+from recbole_mamba.trainer.all_positions import all_positions_loss, scores_by_dot_product
 from recbole_mamba.trainer.checkpoint import load_checkpoint, parameters_to_json, save_checkpoint
+from recbole_mamba.trainer.ranking import RankingCollector, candidate_topk, chunked_topk
 
 
 class SafeCheckpointTrainer(Trainer):
@@ -18,7 +20,12 @@ class SafeCheckpointTrainer(Trainer):
     :func:`recbole_mamba.quick_start.load_run` rebuilds the config from), and load with
     ``weights_only=True``. With
     ``train_mode: all_positions`` the loss covers every position of each training row
-    (:mod:`recbole_mamba.trainer.all_positions`)."""
+    (:mod:`recbole_mamba.trainer.all_positions`).
+
+    Evaluation of a model that scores by dot product (the plugin's, SASRec, GRU4Rec) under
+    metrics that read top-k lists (Hit, NDCG, MRR, ...) never forms a users x items matrix: full
+    ranking walks the items in chunks, sampled ranking scores each row's candidates once
+    (:mod:`recbole_mamba.trainer.ranking`, :mod:`recbole_mamba.data.candidates`)."""
 
     item_tokens = None  # external item token of each item id (list of str), saved for serving
     _history = None  # (UserHistory, left out) of the dataloader being evaluated, for exclude_history
@@ -27,6 +34,12 @@ class SafeCheckpointTrainer(Trainer):
     initial_loss = None  # fit: the first training batch's loss (the untrained model's)
     patience_from_epoch = None  # fit: the epoch from which early stopping counts (left_initial_plateau)
     batches_per_epoch = 0  # fit: len(train_data)
+    _ranked = False  # evaluate: top-k lists without score matrices (see the class docstring)
+    _eval_data = None  # evaluate: the dataloader being evaluated
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.eval_collector = RankingCollector(config)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """RecBole's fit, with early stopping patient for at least ``min_patience_steps`` optimizer
@@ -127,15 +140,45 @@ class SafeCheckpointTrainer(Trainer):
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
+    def _seen_before(self, interaction):
+        """(rows, items) to leave out of the batch's ranking under ``exclude_history``, or None."""
+        if self._history is None:
+            return None
+        history, left_out = self._history
+        rows, items = history.seen_before(interaction[self.config["USER_ID_FIELD"]].cpu(), left_out)
+        return rows.to(self.device), items.to(self.device)
+
+    def _last_states(self, interaction):
+        """(B, H) states of the batch's rows and the (n_items, H) item table they score against."""
+        model = self.model
+        hidden = model.forward(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
+        return hidden, model.item_embedding.weight
+
     def _full_sort_batch_eval(self, batched_data):
-        """RecBole's full ranking; with ``exclude_history`` the items each user saw before the
-        target score -inf (:mod:`recbole_mamba.data.history`)."""
+        """RecBole's full ranking (item chunks where ``_ranked``); with ``exclude_history`` the items
+        each user saw before the target are left out (:mod:`recbole_mamba.data.history`)."""
+        interaction, history_index, positive_u, positive_i = batched_data
+        if self._ranked and history_index is None:
+            interaction = interaction.to(self.device)
+            hidden, items = self._last_states(interaction)
+            ranked = chunked_topk(hidden, items, max(self.config["topk"]), self._seen_before(interaction))
+            return interaction, ranked, positive_u, positive_i
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
-        if self._history is not None:
-            history, left_out = self._history
-            rows, items = history.seen_before(interaction[self.config["USER_ID_FIELD"]].cpu(), left_out)
-            scores[rows.to(scores.device), items.to(scores.device)] = -float("inf")
+        masked = self._seen_before(interaction)
+        if masked is not None:
+            scores[masked] = -float("inf")
         return interaction, scores, positive_u, positive_i
+
+    def _neg_sample_batch_eval(self, batched_data):
+        """RecBole's sampled ranking, or each row once with its candidates
+        (:class:`~recbole_mamba.data.candidates.CandidateEvalDataLoader`)."""
+        interaction, candidates, positive_u, positive_i = batched_data
+        if not isinstance(self._eval_data, CandidateEvalDataLoader):
+            return super()._neg_sample_batch_eval(batched_data)
+        interaction = interaction.to(self.device)
+        hidden, items = self._last_states(interaction)
+        ranked = candidate_topk(hidden, items, candidates.to(self.device), max(self.config["topk"]))
+        return interaction, ranked, positive_u, positive_i
 
     def _valid_epoch(self, valid_data, show_progress=False):
         start = time.perf_counter()
@@ -183,6 +226,10 @@ class SafeCheckpointTrainer(Trainer):
             self.load_weights(checkpoint_file)
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         self._history = getattr(eval_data, "history", None)
+        self._eval_data = eval_data
+        self._ranked = scores_by_dot_product(type(self.model)) and self.eval_collector.can_collect_ranked()
+        if isinstance(eval_data, CandidateEvalDataLoader) and not self._ranked:
+            raise ValueError("CandidateEvalDataLoader needs a dot-product model and top-k metrics")
         if hasattr(self.model, "reset_diagnostics"):
             self.model.reset_diagnostics()
         result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
