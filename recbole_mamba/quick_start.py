@@ -21,7 +21,8 @@ from recbole_mamba.data.length_batches import LengthGroupedTrainDataLoader
 from recbole_mamba.data.positions import warn_untrained_positions
 from recbole_mamba.data.stats import dataset_statistics
 from recbole_mamba.trainer import SafeCheckpointTrainer, checkpoint_parameters, load_checkpoint
-from recbole_mamba.trainer.all_positions import scores_by_dot_product
+from recbole_mamba.trainer.all_positions import build_model, scores_by_dot_product
+from recbole_mamba.trainer.memory import check_memory
 from recbole_mamba.trainer.ranking import RankingCollector
 
 
@@ -106,7 +107,7 @@ def _build(config):
     valid_data, test_data = (encode_once(config, loader) for loader in (valid_data, test_data))
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    recommender = config.model_class(config, train_data._dataset).to(config["device"])
+    recommender = build_model(config.model_class, config, train_data._dataset).to(config["device"])
     logger.info(recommender)
     warn_untrained_positions(logger, config, recommender, train_data._dataset, valid_data._dataset,
                              test_data._dataset)
@@ -141,6 +142,8 @@ def run(
     )
     data, (train_data, valid_data, test_data), recommender, statistics = _build(config)
     logger = getLogger()
+    if config["check_memory"]:
+        check_memory(config, recommender, logger)
     flops = get_flops(recommender, data, config["device"], logger, construct_transform(config))
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
 

@@ -19,6 +19,21 @@ from recbole_mamba.model.losses import (
 from recbole_mamba.ops import choose_backend
 
 
+def last_position_loss(model, interaction):
+    """The loss at each row's last position, for any model whose ``forward(seq, len)`` gives (B, H)
+    states scored against ``model.item_embedding`` and that has ``loss_type``, ``train_negatives``
+    and ``gbce_t``: the plugin's models, and RecBole's SASRec and GRU4Rec as the trainer builds
+    them (:func:`recbole_mamba.trainer.all_positions.build_model`)."""
+    seq_output = model.forward(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
+    negatives = None
+    if model.loss_type in SAMPLED_LOSSES:
+        negatives = interaction[model.NEG_ITEM_ID]
+    elif model.loss_type in SHARED_NEGATIVE_LOSSES:
+        negatives = sample_shared_negatives(model.train_negatives, model.n_items, seq_output.device)
+    return next_item_loss(seq_output, interaction[model.POS_ITEM_ID], model.item_embedding.weight,
+                          model.loss_type, negatives, model.gbce_t)
+
+
 class NextItemRecommender(SequentialRecommender):
     """A RecBole ``SequentialRecommender`` whose subclasses only define :meth:`encode`.
 
@@ -89,14 +104,7 @@ class NextItemRecommender(SequentialRecommender):
 
     def calculate_loss(self, interaction):
         """The loss at each row's last position (``train_mode: prefix``)."""
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        negatives = None
-        if self.loss_type in SAMPLED_LOSSES:
-            negatives = interaction[self.NEG_ITEM_ID]
-        elif self.loss_type in SHARED_NEGATIVE_LOSSES:
-            negatives = sample_shared_negatives(self.train_negatives, self.n_items, seq_output.device)
-        return next_item_loss(seq_output, interaction[self.POS_ITEM_ID], self.item_embedding.weight,
-                              self.loss_type, negatives, self.gbce_t)
+        return last_position_loss(self, interaction)
 
     def predict(self, interaction):
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

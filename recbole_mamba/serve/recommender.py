@@ -20,6 +20,7 @@ from recbole.data.interaction import Interaction
 from recbole_mamba.config import EMBEDDED_DATASET
 from recbole_mamba.errors import InputError
 from recbole_mamba.registry import get_model
+from recbole_mamba.trainer.all_positions import build_model
 from recbole_mamba.trainer.checkpoint import CheckpointError, checkpoint_parameters, load_checkpoint
 
 
@@ -65,7 +66,7 @@ def load(checkpoint, device="cpu", model=None):
     if "mamba_backend" in config:
         config["mamba_backend"] = "auto"  # trained anywhere, served here
     try:
-        recommender = model_class(config, _ItemCount(len(tokens)))
+        recommender = build_model(model_class, config, _ItemCount(len(tokens)))
     except AttributeError as e:
         raise CheckpointError(f"{path}: {name} reads its training dataset when built ({e}), so it cannot be "
                               "served from a checkpoint alone") from None

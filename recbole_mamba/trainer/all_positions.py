@@ -8,10 +8,13 @@ padding positions are ignored. The hidden state of every position comes from the
 the same as last-position training.
 """
 
+from functools import partial
+
 import torch
 
+from recbole_mamba.errors import ConfigError
 from recbole_mamba.model import losses
-from recbole_mamba.model.losses import next_item_loss
+from recbole_mamba.model.losses import LOSS_TYPES, SHARED_NEGATIVE_LOSSES, next_item_loss
 from recbole_mamba.registry import recbole_sequential_package
 
 
@@ -35,6 +38,35 @@ def _gru4rec_hidden(model, item_seq):
 # position equals the model's own forward.
 _seq = recbole_sequential_package()
 RECBOLE_ADAPTERS = {_seq.SASRec: _sasrec_hidden, _seq.GRU4Rec: _gru4rec_hidden}
+
+
+RECBOLE_LOSS_TYPES = ("CE", "BPR")  # what SASRec's and GRU4Rec's constructors accept
+
+
+def build_model(model_class, config, dataset):
+    """``model_class(config, dataset)``. A RecBole model of :data:`RECBOLE_ADAPTERS` takes every
+    loss of :data:`~recbole_mamba.model.losses.LOSS_TYPES`: its constructor is shown CE where it
+    would refuse the plugin's others (BCE, SSM, GBCE), and the model gets ``loss_type``,
+    ``train_negatives`` and ``gbce_t`` for the plugin's losses, which the trainer trains it with
+    (:func:`recbole_mamba.model.next_item.last_position_loss`, :func:`all_positions_loss`)."""
+    if model_class not in RECBOLE_ADAPTERS:
+        return model_class(config, dataset)
+    loss_type = config["loss_type"]
+    if loss_type not in LOSS_TYPES:
+        raise ConfigError(f"loss_type must be one of {', '.join(LOSS_TYPES)} for {model_class.__name__}; "
+                          f"got {loss_type!r}")
+    if loss_type in SHARED_NEGATIVE_LOSSES and not (config["train_negatives"] or 0) >= 1:
+        raise ConfigError(f"loss_type {loss_type} needs train_negatives >= 1, got {config['train_negatives']!r}")
+    if loss_type in RECBOLE_LOSS_TYPES:
+        model = model_class(config, dataset)
+    else:
+        config["loss_type"] = "CE"
+        try:
+            model = model_class(config, dataset)
+        finally:
+            config["loss_type"] = loss_type
+    model.loss_type, model.train_negatives, model.gbce_t = loss_type, config["train_negatives"], config["gbce_t"]
+    return model
 
 
 def supports_all_positions(model_class):
@@ -82,3 +114,17 @@ def all_positions_loss(model, interaction, loss_type):
     items = model.item_embedding.weight
     negatives = losses.training_negatives(loss_type, targets, items.size(0), getattr(model, "train_negatives", 0))
     return next_item_loss(hidden, targets, items, loss_type, negatives, getattr(model, "gbce_t", None))
+
+
+def training_loss(config, model):
+    """``interaction -> loss`` as the trainer trains ``model``: every position
+    (``train_mode: all_positions``); the last position with the plugin's losses for the RecBole
+    models of :data:`RECBOLE_ADAPTERS`; else the model's own ``calculate_loss``."""
+    from recbole_mamba.config import ALL_POSITIONS
+    from recbole_mamba.model.next_item import last_position_loss
+
+    if config["train_mode"] == ALL_POSITIONS:
+        return partial(all_positions_loss, model, loss_type=config["loss_type"])
+    if type(model) in RECBOLE_ADAPTERS:
+        return partial(last_position_loss, model)
+    return model.calculate_loss

@@ -2,14 +2,12 @@
 
 import math
 import time
-from functools import partial
 
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
-from recbole_mamba.config import ALL_POSITIONS
 from recbole_mamba.data.candidates import CandidateEvalDataLoader
-from recbole_mamba.trainer.all_positions import all_positions_loss, scores_by_dot_product
+from recbole_mamba.trainer.all_positions import scores_by_dot_product, training_loss
 from recbole_mamba.trainer.checkpoint import load_checkpoint, parameters_to_json, save_checkpoint
 from recbole_mamba.trainer.ranking import RankingCollector, candidate_topk, chunked_topk
 
@@ -110,8 +108,8 @@ class SafeCheckpointTrainer(Trainer):
         return loss
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        if loss_func is None and self.config["train_mode"] == ALL_POSITIONS:
-            loss_func = partial(all_positions_loss, self.model, loss_type=self.config["loss_type"])
+        if loss_func is None:
+            loss_func = training_loss(self.config, self.model)
         if self.initial_loss is None:
             loss_func = self._recording_initial_loss(loss_func or self.model.calculate_loss)
         start = time.perf_counter()

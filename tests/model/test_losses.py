@@ -1,6 +1,7 @@
 """One home for the losses: last-position training (``calculate_loss``) and all-position training
 compute CE, BPR and BCE with the same code; the RecBole adapters agree with RecBole's forward."""
 
+import numpy as np
 import pytest
 import torch
 from recbole.data.interaction import Interaction
@@ -119,3 +120,55 @@ def test_adapter_last_position_is_recbole_s_forward(model_class, tiny_data_path)
         expected = model.forward(seq, lengths)
         hidden = per_position_hidden(model, seq)
     torch.testing.assert_close(model.gather_indexes(hidden, lengths - 1), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_name", ["SASRec", "GRU4Rec"])
+@pytest.mark.parametrize("loss_type", ["CE", "BPR", "BCE", "SSM", "GBCE"])
+@pytest.mark.parametrize("train_mode", ["prefix", "all_positions"])
+def test_recbole_baselines_train_with_every_plugin_loss(tiny_data_path, model_name, loss_type, train_mode):
+    """SASRec's and GRU4Rec's constructors accept only CE and BPR; built by ``build_model`` they
+    train with every loss, by the loss the trainer picks, and a gradient reaches the item table."""
+    from recbole.data import data_preparation
+
+    from recbole_mamba.trainer import SafeCheckpointTrainer
+    from recbole_mamba.trainer.all_positions import build_model
+
+    config = RecboleMambaConfig(model_name, "ml-tiny", config_dict={
+        "data_path": tiny_data_path, "hidden_size": 16, "embedding_size": 16, "inner_size": 32,
+        "MAX_ITEM_LIST_LENGTH": L, "train_mode": train_mode, "loss_type": loss_type, "train_negatives": 32})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    model = build_model(get_model(model_name), config, train._dataset)
+    assert (model.loss_type, model.train_negatives) == (loss_type, 32) and config["loss_type"] == loss_type
+    trainer = SafeCheckpointTrainer(config, model)
+    trainer.train_seconds = []
+    loss = trainer._train_epoch(train, 0)
+    assert np.isfinite(loss)
+    assert model.item_embedding.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("model_name", ["SASRec", "GRU4Rec"])
+@pytest.mark.parametrize("loss_type", ["CE", "BPR"])
+def test_plugin_loss_of_a_recbole_baseline_equals_its_own(tiny_data_path, model_name, loss_type):
+    """Where RecBole's model has the loss itself (CE, BPR), the plugin's computes the same value."""
+    from recbole.data import data_preparation
+
+    from recbole_mamba.model.next_item import last_position_loss
+
+    config = RecboleMambaConfig(model_name, "ml-tiny", config_dict={
+        "data_path": tiny_data_path, "hidden_size": 16, "embedding_size": 16, "inner_size": 32,
+        "MAX_ITEM_LIST_LENGTH": L, "train_mode": "prefix", "loss_type": loss_type})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    from recbole_mamba.trainer.all_positions import build_model
+
+    model = build_model(get_model(model_name), config, train._dataset).eval()
+    batch = next(iter(train))
+    torch.testing.assert_close(last_position_loss(model, batch), model.calculate_loss(batch), rtol=1e-5, atol=1e-6)
+
+
+def test_a_loss_recbole_and_the_plugin_both_lack_is_one_clear_error(tiny_data_path):
+    from recbole_mamba.errors import ConfigError
+    from recbole_mamba.trainer.all_positions import build_model
+
+    config = RecboleMambaConfig("SASRec", "ml-tiny", config_dict={"data_path": tiny_data_path, "loss_type": "XE"})
+    with pytest.raises(ConfigError, match="loss_type must be one of CE, BPR, BCE, SSM, GBCE for SASRec; got 'XE'"):
+        build_model(get_model("SASRec"), config, create_dataset(config))

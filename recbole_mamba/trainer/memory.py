@@ -1,0 +1,304 @@
+"""Peak memory of a run, estimated before training; a run that cannot fit is refused in one line.
+
+The estimate adds, on the device that trains:
+- the model's parameters, their gradients and Adam's two moments (4 x the parameters);
+- one training step (forward, loss and backward) of a full batch, and one evaluation batch
+  (forward and ranking): both measured on three small probe batches of random items by counting
+  the bytes of the tensors alive at the step's peak (:class:`LiveBytes`), fitted as
+  ``fixed + rows x (a x length + b x length^2)`` (attention is quadratic in length) and
+  extrapolated to the run's batch;
+- on a CPU, the process's resident memory when the estimate is made (the dataset, loaded).
+
+It is compared with what the device has free (``MemAvailable``, or a cgroup's limit where one is
+set; ``torch.cuda.mem_get_info`` on a GPU). :class:`MemoryBudgetError` names the estimate, its
+largest parts and the settings that shrink them.
+"""
+
+import os
+import weakref
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from recbole_mamba.errors import ConfigError
+
+GIB = 1 << 30
+PROBE_ROWS, PROBE_LENGTH = 4, 64  # probes of 4 and 8 rows of 64 and 128 items
+
+
+class MemoryBudgetError(ConfigError):
+    """A run whose estimated peak memory exceeds what its device has free."""
+
+
+class LiveBytes(TorchDispatchMode):
+    """Within the mode, ``peak``: the most bytes held at once by tensors created inside it (each
+    storage counted once, released when its last tensor is freed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self._storages = {}
+
+    def _release(self, key):
+        self.live -= self._storages.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_flatten(out)[0]:
+            if not isinstance(tensor, torch.Tensor) or tensor.device.type == "meta":
+                continue
+            storage = tensor.untyped_storage()
+            key = storage.data_ptr()
+            if key == 0 or key in self._storages:
+                continue
+            self._storages[key] = storage.nbytes()
+            self.live += storage.nbytes()
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(tensor, self._release, key)
+        return out
+
+
+def _probe_rows(model, rows, length, device):
+    """An interaction of ``rows`` full rows of ``length`` random items, with targets and negatives."""
+    from recbole.data.interaction import Interaction
+
+    g = torch.Generator().manual_seed(0)
+
+    def ids(*shape):
+        return torch.randint(1, model.n_items, shape, generator=g).to(device)
+
+    return Interaction({
+        model.ITEM_SEQ: ids(rows, length),
+        model.ITEM_SEQ_LEN: torch.full((rows,), length, dtype=torch.long, device=device),
+        model.POS_ITEM_ID: ids(rows),
+        model.NEG_ITEM_ID: ids(rows),
+    })
+
+
+def _peak(step, model, rows, length, device):
+    interaction = _probe_rows(model, rows, length, device)
+    with LiveBytes() as meter:
+        step(interaction)
+    model.zero_grad(set_to_none=True)
+    return meter.peak
+
+
+def fit_batch_bytes(step, model, device, max_length, rows=PROBE_ROWS, length=PROBE_LENGTH):
+    """``bytes(rows, length)`` of ``step`` on a batch, fitted as ``fixed + rows x (a x length +
+    b x length^2)`` to its peaks on probes of (rows, l), (2 rows, l), (2 rows, 2 l), with
+    ``l = min(length, max_length // 2)`` (a position embedding holds ``max_length`` positions)."""
+    length = max(1, min(length, max_length // 2))
+    one, two = (_peak(step, model, r, length, device) for r in (rows, 2 * rows))
+    fixed = max(0, 2 * one - two)
+    per_row = max(0, two - one) / rows  # a x length + b x length^2
+    quadratic = 0.0
+    if 2 * length <= max_length:
+        long = _peak(step, model, 2 * rows, 2 * length, device)
+        per_row_long = max(0, long - fixed) / (2 * rows)  # 2 a length + 4 b length^2
+        quadratic = max(0.0, (per_row_long - 2 * per_row) / (2 * length ** 2))
+    linear = max(0.0, (per_row - quadratic * length ** 2) / length)
+    return lambda r, n: fixed + r * (linear * n + quadratic * n * n)
+
+
+def available_bytes(device):
+    """Bytes the run can still take on ``device``: a GPU's free memory; on a CPU the kernel's
+    ``MemAvailable`` or the cgroup limit's headroom, whichever is smaller."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    with open("/proc/meminfo") as f:
+        info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+    free = info.get("MemAvailable", info.get("MemFree", 0))
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read())
+        if limit != "max":
+            free = min(free, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return free
+
+
+def resident_bytes():
+    """This process's resident memory now (Linux), else 0."""
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def format_bytes(n):
+    return f"{n / GIB:.1f} GiB"
+
+
+def encoding_step(model, train):
+    """``interaction ->`` the model's states at every position: with a backward pass (``train``),
+    or without gradients, as evaluation encodes."""
+    from recbole_mamba.trainer.all_positions import per_position_hidden
+
+    def step(interaction):
+        with torch.set_grad_enabled(train):
+            hidden = per_position_hidden(model, interaction[model.ITEM_SEQ])
+            if train:
+                hidden.sum().backward()
+
+    return step
+
+
+def whole_step(config, model, train):
+    """``interaction ->`` one training step (forward, loss, backward) or one evaluation batch of
+    RecBole's (dense scores and the collector's positives matrix), for models that score otherwise
+    than by a dot product with an item table."""
+    from recbole_mamba.trainer.all_positions import training_loss
+
+    loss_of = training_loss(config, model)
+    k = max(config["topk"])
+
+    def step(interaction):
+        if train:
+            loss = loss_of(interaction)
+            (sum(loss) if isinstance(loss, tuple) else loss).backward()
+            return
+        with torch.no_grad():
+            scores = model.full_sort_predict(interaction)
+            torch.topk(scores, k, dim=-1)
+            torch.zeros_like(scores, dtype=torch.int)
+
+    return step
+
+
+def loss_bytes(loss_type, states, n_items, hidden_size, negatives):
+    """The working set of the plugin's loss on ``states`` states beside the states themselves and
+    the item table's gradient: chunk buffers (exact CE), the shared negatives' logits (SSM,
+    GBCE), or a few (states, H) tensors (BPR, BCE)."""
+    from recbole_mamba.model.chunked_ce import item_chunk
+
+    vectors = 6 * states * hidden_size * 4  # targets' and negatives' embeddings, their gradients
+    if loss_type == "CE":
+        return vectors + 3 * states * item_chunk(states, n_items) * 4
+    if loss_type in ("SSM", "GBCE"):
+        return vectors + 5 * states * (negatives + 1) * 4 + 2 * negatives * hidden_size * 4
+    return vectors
+
+
+def ranking_bytes(rows, n_items, k, candidates, hidden_size):
+    """The working set of ranking ``rows`` states: item chunks (full ranking; a float score, three
+    masks and an int64 running count per scored pair) or the rows' candidates (sampled)."""
+    from recbole_mamba.trainer.ranking import SCORES_PER_CHUNK
+
+    if candidates is None:
+        chunk = min(n_items, max(k, SCORES_PER_CHUNK // max(1, rows)))
+        return rows * chunk * (4 + 3 + 8) + rows * 2 * k * 12
+    return rows * candidates * (2 * hidden_size * 4 + 16)
+
+
+OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sparse_adam": 2, "adagrad": 1, "rmsprop": 1, "sgd": 0}
+
+
+class RunMemory:
+    """The estimate of one run (see the module docstring): ``parts`` {name: bytes} and ``peak``;
+    ``train_bytes(rows)`` and ``eval_bytes(rows)`` for other batch sizes."""
+
+    def __init__(self, config, model, device, resident):
+        from recbole_mamba.config import ALL_POSITIONS
+        from recbole_mamba.trainer.all_positions import scores_by_dot_product
+        from recbole_mamba.trainer.ranking import RankingCollector
+
+        self.config, self.length = config, config["MAX_ITEM_LIST_LENGTH"]
+        self.n_items, self.k = model.n_items, max(config["topk"])
+        self.dot_product = scores_by_dot_product(type(model))
+        self.ranked = self.dot_product and RankingCollector(config).can_collect_ranked()
+        self.all_positions = config["train_mode"] == ALL_POSITIONS
+        mode = config["eval_args"]["mode"]
+        mode = mode.get("test", mode) if isinstance(mode, dict) else mode
+        self.candidates = int(mode[3:]) + 1 if mode[:3] in ("uni", "pop") else None
+        self.hidden_size = model.item_embedding.weight.size(1) if self.dot_product else 0
+        was_training = model.training
+        model.train()
+        self._train = fit_batch_bytes(encoding_step(model, True) if self.dot_product else
+                                      whole_step(config, model, True), model, device, self.length)
+        model.eval()
+        self._eval = fit_batch_bytes(encoding_step(model, False) if self.ranked else
+                                     whole_step(config, model, False), model, device, self.length)
+        model.train(was_training)
+        params = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+        states = OPTIMIZER_STATES.get(str(config["learner"]).lower(), 2)
+        self.parts = {"optimizer state": states * params}
+        if torch.device(device).type == "cuda":
+            self.parts["parameters"] = params
+        else:
+            self.parts["process now (dataset, parameters)"] = resident
+        self.parts["training step"] = self.train_bytes(config["train_batch_size"])
+        self.parts["evaluation batch"] = self.eval_bytes(config["eval_batch_size"])
+        self.steps = ("training step", "evaluation batch")
+
+    def train_bytes(self, rows):
+        """One training step of ``rows`` rows: encoding (probed), then the loss (its formula)."""
+        encoded = self._train(rows, self.length)
+        if not self.dot_product:
+            return int(encoded)
+        states = rows * self.length if self.all_positions else rows
+        return int(encoded + loss_bytes(self.config["loss_type"], states, self.n_items, self.hidden_size,
+                                        self.config["train_negatives"] or 0))
+
+    def eval_bytes(self, rows):
+        """One evaluation batch of ``rows`` rows: encoding (probed), then the ranking (its formula)."""
+        encoded = self._eval(rows, self.length)
+        if not self.ranked:
+            return int(encoded)
+        return int(encoded + ranking_bytes(rows, self.n_items, self.k, self.candidates, self.hidden_size))
+
+    @property
+    def peak(self):
+        """Training and evaluation take turns; everything else is held throughout."""
+        return self._held + max(self.parts[k] for k in self.steps)
+
+    @property
+    def _held(self):
+        return sum(v for k, v in self.parts.items() if k not in self.steps)
+
+    def describe(self):
+        return ", ".join(f"{name} {format_bytes(n)}" for name, n in self.parts.items())
+
+    def fixes(self, available):
+        """What would bring the peak within ``available`` bytes, as settings to change."""
+        room = available - self._held
+        fixes = []
+        if self.parts["training step"] > room:
+            rows = max((r for r in (2 ** i for i in range(20)) if self.train_bytes(r) <= room), default=0)
+            if rows:
+                fixes.append(f"--train_batch_tokens={rows * self.length} (or --train_batch_size={rows})")
+            if self.config["loss_type"] != "SSM" and self.dot_product:
+                fixes.append("--loss_type=SSM (a sampled softmax)")
+        if self.parts["evaluation batch"] > room:
+            rows = max((r for r in (2 ** i for i in range(20)) if self.eval_bytes(r) <= room), default=0)
+            if rows:
+                fixes.append(f"--eval_batch_size={rows}")
+        if room <= 0 or not fixes:
+            fixes.append("fewer items (--min-item-count when converting), a smaller hidden_size or a shorter "
+                         "MAX_ITEM_LIST_LENGTH")
+        return fixes
+
+def check_memory(config, model, logger=None):
+    """Estimate the run's peak memory (:class:`RunMemory`), log it, and raise
+    :class:`MemoryBudgetError` where it exceeds what the device has free; returns the estimate."""
+    device = torch.device(config["device"])
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # the probes' dropout leaves training's random draws as they were
+        estimate = RunMemory(config, model, device, resident_bytes() if device.type == "cpu" else 0)
+    available = available_bytes(device) + (estimate.parts.get("process now (dataset, parameters)", 0))
+    where = "this machine" if device.type == "cpu" else str(device)
+    line = (f"estimated peak memory {format_bytes(estimate.peak)} of {format_bytes(available)} on {where} "
+            f"({estimate.describe()})")
+    if logger is not None:
+        logger.info(line)
+    if estimate.peak > available:
+        raise MemoryBudgetError(
+            f"{config['model']} on {config['dataset']} would need about {format_bytes(estimate.peak)} of memory "
+            f"at its peak ({estimate.describe()}), more than the {format_bytes(available)} {where} has: "
+            f"try {'; '.join(estimate.fixes(available))} (--check_memory=False runs it anyway)")
+    return estimate
