@@ -308,6 +308,12 @@ class RecboleMambaConfig(Config):
             if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
                 raise ConfigError(f"train_batch_tokens must be a positive integer, got {tokens!r}")
             self.final_config_dict["train_batch_size"] = max(1, tokens // length_of(self.final_config_dict))
+        eval_tokens = self.final_config_dict.get("eval_batch_tokens")
+        if eval_tokens is not None and "eval_batch_size" not in self.external_config_dict:
+            if not isinstance(eval_tokens, int) or isinstance(eval_tokens, bool) or eval_tokens < 1:
+                raise ConfigError(f"eval_batch_tokens must be a positive integer, got {eval_tokens!r}")
+            self.final_config_dict["eval_batch_size"] = max(1, min(
+                self.final_config_dict["eval_batch_size"], eval_tokens // length_of(self.final_config_dict)))
         drop = self.final_config_dict.get("plateau_loss_drop")
         if not isinstance(drop, (int, float)) or isinstance(drop, bool) or not 0 <= drop < 1:
             raise ConfigError(f"plateau_loss_drop must be a fraction in [0, 1), got {drop!r}")

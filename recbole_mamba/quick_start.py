@@ -143,7 +143,7 @@ def run(
     data, (train_data, valid_data, test_data), recommender, statistics = _build(config)
     logger = getLogger()
     if config["check_memory"]:
-        check_memory(config, recommender, logger)
+        check_memory(config, recommender, logger, eval_loaders=(valid_data, test_data))
     flops = get_flops(recommender, data, config["device"], logger, construct_transform(config))
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
 

@@ -1,13 +1,16 @@
 """Peak memory of a run, estimated before training; a run that cannot fit is refused in one line.
 
 The estimate adds, on the device that trains:
-- the model's parameters, their gradients and Adam's two moments (4 x the parameters);
-- one training step (forward, loss and backward) of a full batch, and one evaluation batch
-  (forward and ranking): both measured on three small probe batches of random items by counting
-  the bytes of the tensors alive at the step's peak (:class:`LiveBytes`), fitted as
-  ``fixed + rows x (a x length + b x length^2)`` (attention is quadratic in length) and
-  extrapolated to the run's batch;
-- on a CPU, the process's resident memory when the estimate is made (the dataset, loaded).
+- the optimizer's state (Adam: two moments, 2 x the parameters) and, on a GPU, the parameters;
+- the larger of one training step (forward, loss, backward) of a full batch and one evaluation
+  batch (forward, ranking). The models' encoding is measured on three small probe batches of
+  random items by counting the bytes of the tensors alive at its peak (:class:`LiveBytes`),
+  fitted as ``fixed + rows x (a x length + b x length^2)`` (attention is quadratic in length) and
+  extrapolated to the run's batch; the loss's and the ranking's working sets come from their
+  formulas (:func:`loss_bytes`, :func:`ranking_bytes`). On a CPU the step costs
+  :data:`RESIDENT_PER_TENSOR_BYTE` times its tensors in resident memory;
+- on a CPU, the process's resident memory when the estimate is made (the dataset, loaded; the
+  parameters).
 
 It is compared with what the device has free (``MemAvailable``, or a cgroup's limit where one is
 set; ``torch.cuda.mem_get_info`` on a GPU). :class:`MemoryBudgetError` names the estimate, its
@@ -24,6 +27,10 @@ from torch.utils._pytree import tree_flatten
 from recbole_mamba.errors import ConfigError
 
 GIB = 1 << 30
+# Resident memory per byte of tensors in a training step or an evaluation batch: the allocator's
+# and the math libraries' share beside the tensors (measured on a 2-core VM: SASRec's training step
+# 0.27 GiB of tensors grew the process by 0.40 GiB; see benchmarks/bench_scale.py).
+RESIDENT_PER_TENSOR_BYTE = 1.5
 PROBE_ROWS, PROBE_LENGTH = 4, 64  # probes of 4 and 8 rows of 64 and 128 items
 
 
@@ -132,7 +139,7 @@ def resident_bytes():
 
 
 def format_bytes(n):
-    return f"{n / GIB:.1f} GiB"
+    return f"{n / GIB:.1f} GiB" if n >= GIB / 10 else f"{n / (1 << 20):.0f} MiB"
 
 
 def encoding_step(model, train):
@@ -172,17 +179,18 @@ def whole_step(config, model, train):
 
 
 def loss_bytes(loss_type, states, n_items, hidden_size, negatives):
-    """The working set of the plugin's loss on ``states`` states beside the states themselves and
-    the item table's gradient: chunk buffers (exact CE), the shared negatives' logits (SSM,
-    GBCE), or a few (states, H) tensors (BPR, BCE)."""
+    """The working set of the plugin's loss on ``states`` states beside the states themselves: a
+    few (states, H) tensors, two item-table-sized gradient temporaries (the table's gradient is
+    formed, then accumulated), and the chunk buffers (exact CE) or the shared negatives' logits
+    (SSM, GBCE). Calibrated with :class:`LiveBytes` at 960 and 12,800 states."""
     from recbole_mamba.model.chunked_ce import item_chunk
 
-    vectors = 6 * states * hidden_size * 4  # targets' and negatives' embeddings, their gradients
+    working = 6 * states * hidden_size * 4 + 2 * n_items * hidden_size * 4
     if loss_type == "CE":
-        return vectors + 3 * states * item_chunk(states, n_items) * 4
+        return working + 3 * states * item_chunk(states, n_items) * 4
     if loss_type in ("SSM", "GBCE"):
-        return vectors + 5 * states * (negatives + 1) * 4 + 2 * negatives * hidden_size * 4
-    return vectors
+        return working + 2 * states * (negatives + 1) * 4 + 2 * negatives * hidden_size * 4
+    return working
 
 
 def ranking_bytes(rows, n_items, k, candidates, hidden_size):
@@ -234,6 +242,7 @@ class RunMemory:
             self.parts["process now (dataset, parameters)"] = resident
         self.parts["training step"] = self.train_bytes(config["train_batch_size"])
         self.parts["evaluation batch"] = self.eval_bytes(config["eval_batch_size"])
+        self.per_tensor_byte = RESIDENT_PER_TENSOR_BYTE if torch.device(device).type == "cpu" else 1.0
         self.steps = ("training step", "evaluation batch")
 
     def train_bytes(self, rows):
@@ -254,19 +263,32 @@ class RunMemory:
 
     @property
     def peak(self):
-        """Training and evaluation take turns; everything else is held throughout."""
-        return self._held + max(self.parts[k] for k in self.steps)
+        """Training and evaluation take turns; everything else is held throughout. On a CPU a step's
+        tensors cost :data:`RESIDENT_PER_TENSOR_BYTE` times their size in resident memory."""
+        return self._held + self.per_tensor_byte * max(self.parts[k] for k in self.steps)
 
     @property
     def _held(self):
         return sum(v for k, v in self.parts.items() if k not in self.steps)
+
+    def eval_rows_that_fit(self, available):
+        """The most evaluation rows (at most ``eval_batch_size``) whose batch fits beside the rest
+        within ``available`` bytes, or 0."""
+        room = (available - self._held) / self.per_tensor_byte
+        if self.parts["training step"] > room:
+            return 0
+        low, high = 0, self.config["eval_batch_size"]
+        while low < high:  # the largest rows with eval_bytes(rows) <= room
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if self.eval_bytes(middle) <= room else (low, middle - 1)
+        return low
 
     def describe(self):
         return ", ".join(f"{name} {format_bytes(n)}" for name, n in self.parts.items())
 
     def fixes(self, available):
         """What would bring the peak within ``available`` bytes, as settings to change."""
-        room = available - self._held
+        room = (available - self._held) / self.per_tensor_byte
         fixes = []
         if self.parts["training step"] > room:
             rows = max((r for r in (2 ** i for i in range(20)) if self.train_bytes(r) <= room), default=0)
@@ -283,15 +305,28 @@ class RunMemory:
                          "MAX_ITEM_LIST_LENGTH")
         return fixes
 
-def check_memory(config, model, logger=None):
+def check_memory(config, model, logger=None, eval_loaders=()):
     """Estimate the run's peak memory (:class:`RunMemory`), log it, and raise
-    :class:`MemoryBudgetError` where it exceeds what the device has free; returns the estimate."""
+    :class:`MemoryBudgetError` where it exceeds what the device has free; returns the estimate.
+
+    An evaluation batch that alone does not fit, where the user did not give ``eval_batch_size``,
+    is made smaller instead (metrics do not depend on it): ``config`` and ``eval_loaders`` are
+    updated and the change is logged."""
     device = torch.device(config["device"])
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # the probes' dropout leaves training's random draws as they were
         estimate = RunMemory(config, model, device, resident_bytes() if device.type == "cpu" else 0)
     available = available_bytes(device) + (estimate.parts.get("process now (dataset, parameters)", 0))
     where = "this machine" if device.type == "cpu" else str(device)
+    rows = estimate.eval_rows_that_fit(available)
+    if estimate.peak > available and rows and "eval_batch_size" not in config.external_config_dict:
+        if logger is not None:
+            logger.info(f"eval_batch_size {config['eval_batch_size']} -> {rows}: its evaluation batch would not "
+                        f"fit in {format_bytes(available)} on {where}")
+        config["eval_batch_size"] = rows
+        for loader in eval_loaders:
+            loader.update_config(config)
+        estimate.parts["evaluation batch"] = estimate.eval_bytes(rows)
     line = (f"estimated peak memory {format_bytes(estimate.peak)} of {format_bytes(available)} on {where} "
             f"({estimate.describe()})")
     if logger is not None:

@@ -1,0 +1,186 @@
+"""The study's data shape at growing size, through the user's own commands: seconds and peak RSS of
+every stage, and how they grow with the number of users.
+
+For each size, a generated KuaiRand-shaped log (``--rows-per-user`` raw rows a user, half of them
+clicks, videos drawn from a power law over ``--videos``) is converted with the README's command
+(``python -m recbole_mamba.atomics kuairand LOG --max-len L+3``), then each model is trained for
+one epoch and evaluated on valid and test with ``python run_recbole_mamba.py`` under full ranking
+and under a sampled protocol, with a sampled-softmax loss (``--loss_type=SSM``). Each command runs
+in its own process; the parent polls its resident memory every 0.1 s and splits the run into
+stages by its log lines (load and build, the estimate, one training epoch, valid, test). The
+run's own estimate of its peak memory (logged before training) is printed beside the measured
+peak. Then the growth between sizes (the target: 4x users costs at most 4.4x time and memory).
+
+``python benchmarks/bench_scale.py [--users 250 1000 4000] [--models MambaRec SASRec]
+[--modes full uni100] [--work DIR]`` (logs and datasets are kept in ``--work`` and reused).
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recbole_mamba.atomics.convert import KUAIRAND_COLUMNS  # noqa: E402
+
+GIB = 1 << 30
+STAGES = (  # stage name, the log line that ends it
+    ("load and build", re.compile(r"estimated peak memory")),
+    ("train epoch", re.compile(r"epoch 0 training")),
+    ("valid", re.compile(r"epoch 0 evaluating")),
+    ("test", re.compile(r"test result")),
+)
+
+
+def generate_log(path, users, rows_per_user=11_700, videos=4_370_000, exponent=0.66, seed=0, chunk_users=50):
+    """A KuaiRand-shaped ``log_standard`` CSV: ``rows_per_user`` rows a user one minute apart, each a
+    click with probability 1/2, videos from a bounded power law (density ~ rank^-exponent) over
+    ``videos`` ids. The default shape gives KuaiRand-1K's 1.2 M distinct clicked videos a 1,000
+    users cut at 2,003."""
+    rng = np.random.default_rng(seed)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(",".join(KUAIRAND_COLUMNS) + "\n")
+        for start in range(0, users, chunk_users):
+            ids = np.arange(start, min(users, start + chunk_users))
+            n = len(ids) * rows_per_user
+            scale = videos ** (1 - exponent) - 1
+            video = np.minimum(((scale * rng.random(n) + 1) ** (1 / (1 - exponent))).astype(np.int64), videos)
+            zeros = np.zeros(n, dtype=np.int8)
+            cols = {c: zeros for c in KUAIRAND_COLUMNS}
+            cols.update(user_id=np.repeat(ids, rows_per_user), video_id=video, date=20220408, tab=1,
+                        time_ms=1_650_000_000_000 + np.tile(np.arange(rows_per_user, dtype=np.int64) * 60_000, len(ids)),
+                        is_click=(rng.random(n) < 0.5).astype(np.int8))
+            pd.DataFrame(cols).to_csv(f, header=False, index=False)
+    os.replace(tmp, path)
+
+
+class Watched:
+    """Runs a command, polling its resident memory and timing the stages its stderr announces."""
+
+    def __init__(self, command, stages=()):
+        self.command, self.stages = command, list(stages)
+        self.samples, self.marks, self.lines = [], [], []
+
+    def run(self, cwd):
+        start = time.monotonic()
+        process = subprocess.Popen(self.command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        reader = threading.Thread(target=self._read, args=(process, start), daemon=True)
+        reader.start()
+        while process.poll() is None:
+            rss = _rss(process.pid)
+            if rss:
+                self.samples.append((time.monotonic() - start, rss))
+            time.sleep(0.1)
+        reader.join()
+        self.seconds = time.monotonic() - start
+        self.returncode = process.returncode
+        return self
+
+    def _read(self, process, start):
+        for line in process.stdout:
+            self.lines.append(line)
+            for name, pattern in self.stages:
+                if pattern.search(line) and name not in dict(self.marks):
+                    self.marks.append((name, time.monotonic() - start))
+
+    def stage_table(self):
+        """[(stage, seconds, peak RSS bytes)] in order."""
+        rows, begin = [], 0.0
+        for name, end in self.marks:
+            peak = max((rss for t, rss in self.samples if begin <= t <= end),
+                       default=max((rss for t, rss in self.samples if t <= end), default=0))  # a stage < 0.1 s
+            rows.append((name, end - begin, peak))
+            begin = end
+        return rows
+
+    @property
+    def peak(self):
+        return max((rss for _, rss in self.samples), default=0)
+
+
+def _rss(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def estimate_of(lines):
+    """The run's own estimate (GiB) from its log, or None."""
+    for line in lines:
+        match = re.search(r"estimated peak memory ([\d.]+) GiB", line)
+        if match:
+            return float(match.group(1))
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, nargs="+", default=[250, 1000, 4000])
+    parser.add_argument("--rows-per-user", type=int, default=11_700)
+    parser.add_argument("--videos", type=int, default=4_370_000)
+    parser.add_argument("--length", type=int, default=2000, help="MAX_ITEM_LIST_LENGTH (converted at +3)")
+    parser.add_argument("--models", nargs="+", default=["MambaRec", "SASRec"])
+    parser.add_argument("--modes", nargs="+", default=["full", "uni100"])
+    parser.add_argument("--extra", nargs="*", default=[], help="more --key=value for every run")
+    parser.add_argument("--work", default="/tmp/bench_scale")
+    args = parser.parse_args()
+    work = Path(args.work)
+    (work / "atomics").mkdir(parents=True, exist_ok=True)
+    results = {}
+    print(f"KuaiRand-shaped logs: {args.rows_per_user:,} raw rows a user, power-law videos over {args.videos:,}; "
+          f"MAX_ITEM_LIST_LENGTH {args.length}, one epoch, --loss_type=SSM; {os.cpu_count()} CPUs")
+    for users in args.users:
+        log = work / f"log_standard_u{users}.csv"
+        if not log.exists():
+            generate_log(log, users, args.rows_per_user, args.videos)
+        name = f"kuairand-u{users}"
+        convert = Watched([sys.executable, "-m", "recbole_mamba.atomics", "kuairand", str(log), "--max-len",
+                           str(args.length + 3), "--output-dir", str(work / "atomics"), "--name", name]).run(ROOT)
+        if convert.returncode:
+            sys.exit("".join(convert.lines[-5:]))
+        stats = next((line for line in convert.lines if line.lstrip().startswith(name)), "").split()
+        print(f"\n{users} users: convert {convert.seconds:.0f} s, peak RSS {convert.peak / GIB:.2f} GiB; "
+              f"{' '.join(stats[1:4])} (users, items, interactions)")
+        results[(users, "convert")] = (convert.seconds, convert.peak)
+        for model in args.models:
+            for mode in args.modes:
+                run = Watched([sys.executable, str(ROOT / "run_recbole_mamba.py"), f"--model={model}",
+                               f"--dataset={name}", f"--data_path={work / 'atomics'}",
+                               f"--MAX_ITEM_LIST_LENGTH={args.length}", "--epochs=1", "--loss_type=SSM",
+                               "--show_progress=False", f"--eval_args={{'mode': '{mode}'}}", *args.extra],
+                              STAGES).run(work)
+                label = f"{model} {mode}"
+                if run.returncode:
+                    print(f"  {label}: exit {run.returncode}: {run.lines[-1].strip() if run.lines else ''}")
+                    continue
+                stages = run.stage_table()
+                results[(users, label)] = (run.seconds, run.peak)
+                estimate = estimate_of(run.lines)
+                print(f"  {label}: {run.seconds:.0f} s, peak RSS {run.peak / GIB:.2f} GiB (its own estimate "
+                      f"{estimate} GiB); " + ", ".join(f"{s} {sec:.0f} s / {peak / GIB:.2f} GiB"
+                                                       for s, sec, peak in stages))
+    sizes = sorted({u for u, _ in results})
+    print("\ngrowth between sizes (time x, peak RSS x):")
+    for small, large in zip(sizes, sizes[1:]):
+        for label in sorted({lab for _, lab in results}):
+            if (small, label) in results and (large, label) in results:
+                (t0, m0), (t1, m1) = results[(small, label)], results[(large, label)]
+                print(f"  {label}: {large / small:.0f}x users ({small} -> {large}): time {t1 / t0:.2f}x, "
+                      f"peak RSS {m1 / m0:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
