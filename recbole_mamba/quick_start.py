@@ -20,6 +20,7 @@ from recbole_mamba.data.history import attach_history, history_to_exclude
 from recbole_mamba.data.length_batches import LengthGroupedTrainDataLoader
 from recbole_mamba.data.positions import warn_untrained_positions
 from recbole_mamba.data.stats import dataset_statistics
+from recbole_mamba.model.chunked_ce import cross_entropy_flops, measured_flops_per_second
 from recbole_mamba.trainer import SafeCheckpointTrainer, checkpoint_parameters, load_checkpoint
 from recbole_mamba.trainer.all_positions import build_model, scores_by_dot_product
 from recbole_mamba.trainer.memory import check_memory
@@ -72,6 +73,32 @@ def encode_once(config, loader):
             and RankingCollector(config).can_collect_ranked()):
         return CandidateEvalDataLoader.of(loader)
     return loader
+
+
+SLOW_EPOCH_SECONDS = 3600  # warn of an exact softmax that takes longer than this an epoch
+
+
+def warn_exact_softmax_cost(config, model, train_dataset, logger):
+    """Log a warning where exact CE over the catalogue would take more than an hour an epoch on
+    this device (its FLOP count at the measured matrix-product rate): e.g. 1.2 M items and 2 M
+    training positions take 9 hours on a 2-core CPU, where a sampled softmax takes minutes."""
+    if config["loss_type"] != "CE" or not scores_by_dot_product(type(model)):
+        return
+    if config["train_mode"] == ALL_POSITIONS:
+        positions = int(train_dataset.inter_feat[train_dataset.item_list_length_field].sum())
+    else:
+        positions = len(train_dataset)
+    flops = cross_entropy_flops(positions, model.n_items, model.item_embedding.weight.size(1))
+    device = config["device"]
+    if flops < SLOW_EPOCH_SECONDS * 1e12:  # under an hour even at 1 TFLOP/s: not worth timing the device
+        return
+    seconds = flops / measured_flops_per_second(device)
+    if seconds > SLOW_EPOCH_SECONDS:
+        logger.warning(
+            f"loss_type CE: an exact softmax over {model.n_items:,} items at {positions:,} training positions is "
+            f"{flops / 1e15:.2f} PFLOP an epoch, about {seconds / 3600:.1f} h on {device} at its measured "
+            f"matrix-product rate; --loss_type=SSM (a sampled softmax over train_negatives "
+            f"{config['train_negatives']} items) costs a fraction of that")
 
 
 def _build(config):
@@ -144,6 +171,7 @@ def run(
     logger = getLogger()
     if config["check_memory"]:
         check_memory(config, recommender, logger, eval_loaders=(valid_data, test_data))
+    warn_exact_softmax_cost(config, recommender, train_data._dataset, logger)
     flops = get_flops(recommender, data, config["device"], logger, construct_transform(config))
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
 

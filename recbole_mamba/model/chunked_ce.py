@@ -11,6 +11,8 @@ On a GPU with the ``cut-cross-entropy`` package installed (Apple's fused linear-
 kernels, optional), :func:`cross_entropy_sum` hands the same computation to it instead.
 """
 
+import time
+
 import torch
 
 LOGITS_PER_CHUNK = 1 << 24  # states x items scored at once (float32: 64 MiB a buffer)
@@ -97,3 +99,17 @@ def cross_entropy_flops(n_states, n_items, hidden_size):
     """Multiply-adds x 2 of one exact CE forward and backward: the forward product, its
     recomputation in backward, and the two gradient products."""
     return 4 * 2 * n_states * n_items * hidden_size
+
+
+def measured_flops_per_second(device="cpu", seconds=0.2):
+    """Float32 matrix-product throughput of ``device``, timed on products shaped like the loss's."""
+    a = torch.randn(4096, 64, device=device)
+    b = torch.randn(64, 8192, device=device)
+    a @ b  # warm-up
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        runs += 1
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return runs * 2 * 4096 * 64 * 8192 / (time.perf_counter() - start)

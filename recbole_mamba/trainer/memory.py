@@ -2,7 +2,8 @@
 
 The estimate adds, on the device that trains:
 - the optimizer's state (Adam: two moments, 2 x the parameters) and, on a GPU, the parameters;
-- the larger of one training step (forward, loss, backward) of a full batch and one evaluation
+- the largest of one training step (forward, loss, backward) of a full batch, the optimizer's
+  update (the gradients and Adam's temporaries: 3 x the parameters, measured) and one evaluation
   batch (forward, ranking). The models' encoding is measured on three small probe batches of
   random items by counting the bytes of the tensors alive at its peak (:class:`LiveBytes`),
   fitted as ``fixed + rows x (a x length + b x length^2)`` (attention is quadratic in length) and
@@ -52,12 +53,14 @@ class LiveBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
+                  if isinstance(t, torch.Tensor) and t.device.type != "meta"}
         for tensor in tree_flatten(out)[0]:
             if not isinstance(tensor, torch.Tensor) or tensor.device.type == "meta":
                 continue
             storage = tensor.untyped_storage()
             key = storage.data_ptr()
-            if key == 0 or key in self._storages:
+            if key == 0 or key in self._storages or key in inputs:  # in-place results and views hold no new memory
                 continue
             self._storages[key] = storage.nbytes()
             self.live += storage.nbytes()
@@ -142,15 +145,16 @@ def format_bytes(n):
     return f"{n / GIB:.1f} GiB" if n >= GIB / 10 else f"{n / (1 << 20):.0f} MiB"
 
 
-def encoding_step(model, train):
-    """``interaction ->`` the model's states at every position: with a backward pass (``train``),
+def encoding_step(model, grad, backward=False):
+    """``interaction ->`` the model's states at every position: with gradients (``grad``; its
+    peak is about what the forward pass saves for backward) and a backward pass (``backward``),
     or without gradients, as evaluation encodes."""
     from recbole_mamba.trainer.all_positions import per_position_hidden
 
     def step(interaction):
-        with torch.set_grad_enabled(train):
+        with torch.set_grad_enabled(grad):
             hidden = per_position_hidden(model, interaction[model.ITEM_SEQ])
-            if train:
+            if backward:
                 hidden.sum().backward()
 
     return step
@@ -227,8 +231,10 @@ class RunMemory:
         self.hidden_size = model.item_embedding.weight.size(1) if self.dot_product else 0
         was_training = model.training
         model.train()
-        self._train = fit_batch_bytes(encoding_step(model, True) if self.dot_product else
+        self._train = fit_batch_bytes(encoding_step(model, True, backward=True) if self.dot_product else
                                       whole_step(config, model, True), model, device, self.length)
+        if self.dot_product:
+            self._forward = fit_batch_bytes(encoding_step(model, True), model, device, self.length)
         model.eval()
         self._eval = fit_batch_bytes(encoding_step(model, False) if self.ranked else
                                      whole_step(config, model, False), model, device, self.length)
@@ -242,8 +248,10 @@ class RunMemory:
             self.parts["process now (dataset, parameters)"] = resident
         self.parts["training step"] = self.train_bytes(config["train_batch_size"])
         self.parts["evaluation batch"] = self.eval_bytes(config["eval_batch_size"])
+        # the optimizer's update: the gradients, and Adam's temporaries (measured: 2 x the parameters)
+        self.parts["optimizer update"] = (1 + states) * params
         self.per_tensor_byte = RESIDENT_PER_TENSOR_BYTE if torch.device(device).type == "cpu" else 1.0
-        self.steps = ("training step", "evaluation batch")
+        self.steps = ("training step", "optimizer update", "evaluation batch")
 
     def train_bytes(self, rows):
         """One training step of ``rows`` rows: encoding (probed), then the loss (its formula)."""
@@ -251,8 +259,10 @@ class RunMemory:
         if not self.dot_product:
             return int(encoded)
         states = rows * self.length if self.all_positions else rows
-        return int(encoded + loss_bytes(self.config["loss_type"], states, self.n_items, self.hidden_size,
-                                        self.config["train_negatives"] or 0))
+        loss = loss_bytes(self.config["loss_type"], states, self.n_items, self.hidden_size,
+                          self.config["train_negatives"] or 0)
+        # the loss runs beside what the forward pass saved; the encoding's backward after it
+        return int(max(encoded, self._forward(rows, self.length) + loss))
 
     def eval_bytes(self, rows):
         """One evaluation batch of ``rows`` rows: encoding (probed), then the ranking (its formula)."""
@@ -265,7 +275,8 @@ class RunMemory:
     def peak(self):
         """Training and evaluation take turns; everything else is held throughout. On a CPU a step's
         tensors cost :data:`RESIDENT_PER_TENSOR_BYTE` times their size in resident memory."""
-        return self._held + self.per_tensor_byte * max(self.parts[k] for k in self.steps)
+        return self._held + max(self.per_tensor_byte * self.parts["training step"], self.parts["optimizer update"],
+                                self.per_tensor_byte * self.parts["evaluation batch"])
 
     @property
     def _held(self):
@@ -275,7 +286,7 @@ class RunMemory:
         """The most evaluation rows (at most ``eval_batch_size``) whose batch fits beside the rest
         within ``available`` bytes, or 0."""
         room = (available - self._held) / self.per_tensor_byte
-        if self.parts["training step"] > room:
+        if self.parts["training step"] > room or self.parts["optimizer update"] > available - self._held:
             return 0
         low, high = 0, self.config["eval_batch_size"]
         while low < high:  # the largest rows with eval_bytes(rows) <= room
@@ -304,6 +315,7 @@ class RunMemory:
             fixes.append("fewer items (--min-item-count when converting), a smaller hidden_size or a shorter "
                          "MAX_ITEM_LIST_LENGTH")
         return fixes
+
 
 def check_memory(config, model, logger=None, eval_loaders=()):
     """Estimate the run's peak memory (:class:`RunMemory`), log it, and raise

@@ -78,3 +78,31 @@ def test_working_memory_is_a_chunk_not_the_logits_matrix(monkeypatch):
     assert item_chunk(n, n_items, 4096) == 16
     assert largest <= max(4096, n_items * h)
     assert n * n_items > 8 * 4096
+
+
+def test_a_slow_exact_softmax_is_announced_before_training(tiny_data_path, monkeypatch, caplog):
+    """At the measured rate, an hour an epoch or more: one warning naming the cost and SSM."""
+    import logging
+
+    from recbole.data import data_preparation
+
+    from recbole_mamba import quick_start
+    from recbole_mamba.config import RecboleMambaConfig
+    from recbole_mamba.data import create_dataset
+    from recbole_mamba.trainer.all_positions import build_model
+
+    config = RecboleMambaConfig("MambaRec", "ml-tiny", config_dict={
+        "data_path": tiny_data_path, "hidden_size": 16, "MAX_ITEM_LIST_LENGTH": 20, "train_mode": "all_positions"})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    model = build_model(config.model_class, config, train._dataset)
+    logger = logging.getLogger("test_chunked_ce")
+    monkeypatch.setattr(quick_start, "cross_entropy_flops", lambda *shape: 4e15)
+    monkeypatch.setattr(quick_start, "measured_flops_per_second", lambda device: 1e11)
+    with caplog.at_level(logging.WARNING, logger="test_chunked_ce"):
+        quick_start.warn_exact_softmax_cost(config, model, train._dataset, logger)
+    assert len(caplog.records) == 1
+    assert "4.00 PFLOP an epoch, about 11.1 h on cpu" in caplog.text and "--loss_type=SSM" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(quick_start, "measured_flops_per_second", lambda device: 1e13)
+    quick_start.warn_exact_softmax_cost(config, model, train._dataset, logger)
+    assert not caplog.records

@@ -36,7 +36,7 @@ def test_live_bytes_counts_tensors_alive_at_once():
 def test_training_estimate_bounds_a_measured_step_from_above_within_half(tiny_data_path, model_name, loss_type):
     """Probes of 4 and 8 rows of 10 and 20 items, extrapolated to 48 rows of 20 (all positions):
     no less than the tensor bytes measured on that step itself, and at most half as much again
-    (encoding and loss are added, though the encoding's backward peak comes after the loss's)."""
+    (the loss's working set, from its formula, is added to all the forward pass holds)."""
     config, model = build(tiny_data_path, model_name, train_mode="all_positions", loss_type=loss_type,
                           train_negatives=64)
     estimate = RunMemory(config, model.train(), "cpu", 0)
@@ -52,7 +52,7 @@ def test_estimate_leaves_random_state_and_gradients_as_they_were(tiny_data_path)
     assert all(p.grad is None for p in model.parameters())
     assert model.training
     assert set(estimate.parts) == {"optimizer state", "process now (dataset, parameters)", "training step",
-                                   "evaluation batch"}
+                                   "optimizer update", "evaluation batch"}
     assert estimate.peak > 0
 
 
