@@ -126,6 +126,86 @@ def estimate_of(lines):
     return None
 
 
+STUDY_CELLS = (  # the study's largest cells (REFERENCE_STUDY.md): users, context length
+    ("KuaiRand 2k", 27_285, 2000), ("KuaiRand 5k", 27_285, 5000), ("LFM-1b 5k", 120_322, 5000))
+CATALOGUES = (1_000_000, 10_000_000, 32_000_000)  # items left after the cut (and --min-item-count)
+MACHINES = (("this CPU", 24 * GIB, "cpu"), ("80 GB GPU", 80e9, "cuda"), ("141 GB GPU", 141e9, "cuda"))
+CUDA_CONTEXT = 1 * GIB  # what CUDA and its libraries hold on a GPU beside the tensors (not measured here)
+
+
+class MemoryModel:
+    """Peak memory of a cell from its size, with coefficients measured here: the data's bytes per
+    interaction and a base (the processes' load stage at two sizes), and per model the encoding's
+    bytes per batch (the run's own probes, :class:`recbole_mamba.trainer.memory.RunMemory`); the
+    rest (parameters, Adam, the loss and the ranking) from the estimate's formulas."""
+
+    def __init__(self, loads, dataset, data_path, models, hidden=64):
+        (i1, v1, m1), (i2, v2, m2) = loads[0], loads[-1]  # (interactions, items, load-stage peak RSS)
+        self.per_interaction = max(0.0, (m2 - m1 - (v2 - v1) * hidden * 4) / (i2 - i1))
+        self.base = m1 - self.per_interaction * i1 - v1 * hidden * 4
+        self.dataset, self.data_path, self.models, self.hidden = dataset, data_path, models, hidden
+        self._estimates = {}
+
+    def _estimate(self, model, length, mode):
+        """A RunMemory of ``model`` at ``length``, built on the smallest dataset."""
+        key = (model, length, mode)
+        if key not in self._estimates:
+            from recbole.data import data_preparation
+
+            from recbole_mamba.config import RecboleMambaConfig
+            from recbole_mamba.data import create_dataset
+            from recbole_mamba.trainer.all_positions import build_model
+            from recbole_mamba.trainer.memory import RunMemory
+
+            config = RecboleMambaConfig(model, self.dataset, config_dict={
+                "data_path": self.data_path, "MAX_ITEM_LIST_LENGTH": length, "loss_type": "SSM",
+                "eval_args": {"mode": mode}, "show_progress": False})
+            train, _, _ = data_preparation(config, create_dataset(config))
+            recommender = build_model(config.model_class, config, train._dataset)
+            table = recommender.item_embedding.weight.numel() * 4
+            others = sum(p.numel() * 4 for p in recommender.parameters()) - table
+            self._estimates[key] = (RunMemory(config, recommender, "cpu", 0), others)
+        return self._estimates[key]
+
+    def peak(self, model, users, length, items, mode, device):
+        """Estimated peak bytes of one cell on ``device`` ('cpu' or 'cuda')."""
+        from recbole_mamba.trainer.memory import RESIDENT_PER_TENSOR_BYTE, loss_bytes, ranking_bytes
+
+        estimate, others = self._estimate(model, length, mode)
+        interactions = users * (length + 3)
+        params = items * self.hidden * 4 + others
+        train_rows = max(1, estimate.config["train_batch_tokens"] // length)
+        eval_rows = estimate.config["eval_batch_size"]
+        loss = loss_bytes("SSM", train_rows * length, items, self.hidden, estimate.config["train_negatives"])
+        train = max(estimate._train(train_rows, length), estimate._forward(train_rows, length) + loss)
+        evaluation = estimate._eval(eval_rows, length) + ranking_bytes(
+            eval_rows, items, max(estimate.config["topk"]), estimate.candidates, self.hidden)
+        factor = RESIDENT_PER_TENSOR_BYTE if device == "cpu" else 1.0
+        held = 3 * params + (self.base + self.per_interaction * interactions if device == "cpu" else CUDA_CONTEXT)
+        return held + max(factor * train, 3 * params, factor * evaluation)
+
+
+def report_memory_model(memory_model, measured, models, modes):
+    """Checks the model against the measured runs, then prints the study's cells."""
+    print("\nmemory model against the measured runs (estimated / measured peak RSS):")
+    for (users, label), (interactions, items, peak) in sorted(measured.items()):
+        model, mode = label.split()
+        guess = memory_model.peak(model, users, interactions // users - 3, items, mode, "cpu")
+        print(f"  {users} users, {label}: {guess / GIB:.2f} / {peak / GIB:.2f} GiB ({guess / peak:.2f})")
+    print(f"\nthe study's cells (users x (length + 3) interactions; data {memory_model.per_interaction:.0f} B an "
+          f"interaction on the host; GPUs: tensors + {CUDA_CONTEXT / GIB:.0f} GiB for CUDA, not measured here):")
+    for name, users, length in STUDY_CELLS:
+        for items in CATALOGUES:
+            cells = []
+            for model in models:
+                for mode in modes:
+                    fits = [f"{memory_model.peak(model, users, length, items, mode, device) / GIB:.0f} GiB "
+                            f"{'fits' if memory_model.peak(model, users, length, items, mode, device) <= size else 'no'}"
+                            f" ({where})" for where, size, device in MACHINES]
+                    cells.append(f"{model} {mode}: " + ", ".join(fits))
+            print(f"  {name}, {items / 1e6:.0f} M items: " + "; ".join(cells))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, nargs="+", default=[250, 1000, 4000])
@@ -139,7 +219,7 @@ def main():
     args = parser.parse_args()
     work = Path(args.work)
     (work / "atomics").mkdir(parents=True, exist_ok=True)
-    results = {}
+    results, loads, measured = {}, [], {}
     print(f"KuaiRand-shaped logs: {args.rows_per_user:,} raw rows a user, power-law videos over {args.videos:,}; "
           f"MAX_ITEM_LIST_LENGTH {args.length}, one epoch, --loss_type=SSM; {os.cpu_count()} CPUs")
     for users in args.users:
@@ -155,6 +235,7 @@ def main():
         print(f"\n{users} users: convert {convert.seconds:.0f} s, peak RSS {convert.peak / GIB:.2f} GiB; "
               f"{' '.join(stats[1:4])} (users, items, interactions)")
         results[(users, "convert")] = (convert.seconds, convert.peak)
+        n_items, n_interactions = (int(v.replace(",", "")) for v in stats[2:4])
         for model in args.models:
             for mode in args.modes:
                 run = Watched([sys.executable, str(ROOT / "run_recbole_mamba.py"), f"--model={model}",
@@ -168,6 +249,9 @@ def main():
                     continue
                 stages = run.stage_table()
                 results[(users, label)] = (run.seconds, run.peak)
+                measured[(users, label)] = (n_interactions, n_items, run.peak)
+                if model == args.models[0] and mode == args.modes[0]:
+                    loads.append((n_interactions, n_items, stages[0][2]))
                 estimate = estimate_of(run.lines)
                 print(f"  {label}: {run.seconds:.0f} s, peak RSS {run.peak / GIB:.2f} GiB (its own estimate "
                       f"{estimate} GiB); " + ", ".join(f"{s} {sec:.0f} s / {peak / GIB:.2f} GiB"
@@ -180,6 +264,9 @@ def main():
                 (t0, m0), (t1, m1) = results[(small, label)], results[(large, label)]
                 print(f"  {label}: {large / small:.0f}x users ({small} -> {large}): time {t1 / t0:.2f}x, "
                       f"peak RSS {m1 / m0:.2f}x")
+    if len(loads) >= 2:
+        memory_model = MemoryModel(loads, f"kuairand-u{sizes[0]}", str(work / "atomics"), args.models)
+        report_memory_model(memory_model, measured, args.models, args.modes)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ GIB = 1 << 30
 # and the math libraries' share beside the tensors (measured on a 2-core VM: SASRec's training step
 # 0.27 GiB of tensors grew the process by 0.40 GiB; see benchmarks/bench_scale.py).
 RESIDENT_PER_TENSOR_BYTE = 1.5
-PROBE_ROWS, PROBE_LENGTH = 4, 64  # probes of 4 and 8 rows of 64 and 128 items
+# probes of 2 and 4 rows of 256 items and 4 rows of 512 (fewer where MAX_ITEM_LIST_LENGTH is
+# shorter): long enough that attention's length x length tensors show as they will at length 2,000
+PROBE_ROWS, PROBE_LENGTH = 2, 256
 
 
 class MemoryBudgetError(ConfigError):
@@ -184,12 +186,12 @@ def whole_step(config, model, train):
 
 def loss_bytes(loss_type, states, n_items, hidden_size, negatives):
     """The working set of the plugin's loss on ``states`` states beside the states themselves: a
-    few (states, H) tensors, two item-table-sized gradient temporaries (the table's gradient is
-    formed, then accumulated), and the chunk buffers (exact CE) or the shared negatives' logits
-    (SSM, GBCE). Calibrated with :class:`LiveBytes` at 960 and 12,800 states."""
+    few (states, H) tensors, three item-table-sized gradients (the loss's, the embedding lookup's,
+    and their sum), and the chunk buffers (exact CE) or the shared negatives' logits (SSM, GBCE).
+    Calibrated with :class:`LiveBytes` at 960 and 12,800 states and 10^6 items."""
     from recbole_mamba.model.chunked_ce import item_chunk
 
-    working = 6 * states * hidden_size * 4 + 2 * n_items * hidden_size * 4
+    working = 6 * states * hidden_size * 4 + 3 * n_items * hidden_size * 4
     if loss_type == "CE":
         return working + 3 * states * item_chunk(states, n_items) * 4
     if loss_type in ("SSM", "GBCE"):
