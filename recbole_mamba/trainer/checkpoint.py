@@ -47,9 +47,12 @@ def save_checkpoint(path, **state):
 
 def load_checkpoint(path, map_location="cpu"):
     """Load a checkpoint with ``weights_only=True``; never unpickles arbitrary objects. A file that
-    is not one (pickled objects, truncated, another format) is a :class:`CheckpointError`."""
+    is not one (pickled objects, truncated, another format) is a :class:`CheckpointError`. On the
+    CPU its tensors are memory-mapped, so what is never read (the optimizer's state, when only the
+    weights are loaded for evaluation: twice the item table) costs no memory."""
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True,
+                                mmap=torch.device(map_location).type == "cpu")
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{path}: refusing to load: the file holds pickled Python objects (a checkpoint written "

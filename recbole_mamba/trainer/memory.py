@@ -29,9 +29,12 @@ from recbole_mamba.errors import ConfigError
 
 GIB = 1 << 30
 # Resident memory per byte of tensors in a training step or an evaluation batch: the allocator's
-# and the math libraries' share beside the tensors (measured on a 2-core VM: SASRec's training step
-# 0.27 GiB of tensors grew the process by 0.40 GiB; see benchmarks/bench_scale.py).
-RESIDENT_PER_TENSOR_BYTE = 1.5
+# and the math libraries' share beside the tensors, and the heap a training epoch leaves behind
+# for evaluation to reuse only in part (the command line keeps blocks below 256 MiB for reuse).
+# Measured on a 2-core VM at L = 2,000 over 1.24 M items (generated KuaiRand-shaped data, 250
+# users): MambaRec's epoch peaked at 1.77 GiB, 0.9 GiB held + 0.43 GiB of step tensors; SASRec's
+# evaluation at 6.0 GiB, 0.9 GiB held + 2.7 GiB of batch tensors.
+RESIDENT_PER_TENSOR_BYTE = 2.0
 # probes of 2 and 4 rows of 256 items and 4 rows of 512 (fewer where MAX_ITEM_LIST_LENGTH is
 # shorter): long enough that attention's length x length tensors show as they will at length 2,000
 PROBE_ROWS, PROBE_LENGTH = 2, 256

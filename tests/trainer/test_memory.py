@@ -99,13 +99,14 @@ def test_an_evaluation_batch_that_does_not_fit_is_made_smaller(tiny_data_path, m
     config, model, loaders = built()
     estimate = RunMemory(config, model, "cpu", 0)
     assert estimate.parts["evaluation batch"] > estimate.parts["training step"]
-    budget = estimate._held + 1.5 * max(estimate.parts["training step"], estimate.eval_bytes(8)) * 1.01
+    factor = memory.RESIDENT_PER_TENSOR_BYTE
+    budget = estimate._held + factor * max(estimate.parts["training step"], estimate.eval_bytes(8)) * 1.01
     monkeypatch.setattr(memory, "available_bytes", lambda device: budget)
     monkeypatch.setattr(memory, "resident_bytes", lambda: 0)
     before = config["eval_batch_size"]
     rows = check_memory(config, model, eval_loaders=loaders).config["eval_batch_size"]
     assert 8 <= rows < before and config["eval_batch_size"] == rows
-    room = (budget - estimate._held) / 1.5
+    room = (budget - estimate._held) / factor
     assert estimate.eval_bytes(rows) <= room < estimate.eval_bytes(rows + 1)
     assert all(loader.step == rows for loader in loaders)
     config, model, loaders = built(eval_batch_size=before)
