@@ -37,6 +37,8 @@ MAIN_OPTIONS = [
     ("hidden_size / n_layers / dropout_prob", "model size and regularisation"),
     ("mamba_backend", f"{' | '.join(CHOICES['mamba_backend'])} (selective-scan backend)"),
     ("eval_args", "e.g. \"{'mode': 'uni100'}\" for 100 sampled negatives (default full ranking)"),
+    ("loss_type", "CE (exact softmax, in item chunks) | SSM (sampled softmax) | GBCE | BPR | BCE, for every model"),
+    ("check_memory", "estimate peak memory before training and refuse a run that cannot fit (default True)"),
     ("data_path", f"folder of converted datasets (default {default_data_path()})"),
     ("use_gpu / gpu_id", "device selection, as in RecBole"),
     ("show_progress", "progress bars (True/False)"),

@@ -236,14 +236,22 @@ class RunMemory:
         self.hidden_size = model.item_embedding.weight.size(1) if self.dot_product else 0
         was_training = model.training
         model.train()
-        self._train = fit_batch_bytes(encoding_step(model, True, backward=True) if self.dot_product else
-                                      whole_step(config, model, True), model, device, self.length)
-        if self.dot_product:
-            self._forward = fit_batch_bytes(encoding_step(model, True), model, device, self.length)
-        model.eval()
-        self._eval = fit_batch_bytes(encoding_step(model, False) if self.ranked else
-                                     whole_step(config, model, False), model, device, self.length)
-        model.train(was_training)
+        self.unmeasured = None  # why the steps could not be probed, if they could not
+        try:
+            self._train = fit_batch_bytes(encoding_step(model, True, backward=True) if self.dot_product else
+                                          whole_step(config, model, True), model, device, self.length)
+            if self.dot_product:
+                self._forward = fit_batch_bytes(encoding_step(model, True), model, device, self.length)
+            model.eval()
+            self._eval = fit_batch_bytes(encoding_step(model, False) if self.ranked else
+                                         whole_step(config, model, False), model, device, self.length)
+        except (KeyError, RuntimeError, ValueError, IndexError) as e:
+            # a RecBole model whose loss or scores read fields a probe of item ids lacks (BERT4Rec's masks)
+            self.unmeasured = f"{type(e).__name__}: {e}"
+            self._train = self._eval = lambda rows, length: 0
+        finally:
+            model.zero_grad(set_to_none=True)
+            model.train(was_training)
         params = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
         states = OPTIMIZER_STATES.get(str(config["learner"]).lower(), 2)
         self.parts = {"optimizer state": states * params}
@@ -346,6 +354,9 @@ def check_memory(config, model, logger=None, eval_loaders=()):
         estimate.parts["evaluation batch"] = estimate.eval_bytes(rows)
     line = (f"estimated peak memory {format_bytes(estimate.peak)} of {format_bytes(available)} on {where} "
             f"({estimate.describe()})")
+    if estimate.unmeasured:
+        line += (f"; training and evaluation batches not estimated: {config['model']}'s steps need more than item "
+                 f"ids ({estimate.unmeasured})")
     if logger is not None:
         logger.info(line)
     if estimate.peak > available:

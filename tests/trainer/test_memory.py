@@ -112,3 +112,12 @@ def test_an_evaluation_batch_that_does_not_fit_is_made_smaller(tiny_data_path, m
     config, model, loaders = built(eval_batch_size=before)
     with pytest.raises(MemoryBudgetError, match="--eval_batch_size="):
         check_memory(config, model, eval_loaders=loaders)
+
+
+def test_a_model_whose_steps_cannot_be_probed_is_estimated_without_them(tiny_data_path):
+    """BERT4Rec's loss reads its mask fields: the estimate says so and counts what it can."""
+    config, model = build(tiny_data_path, "BERT4Rec")
+    estimate = check_memory(config, model)
+    assert estimate.unmeasured and "Mask_item_id_list" in estimate.unmeasured
+    assert estimate.parts["training step"] == estimate.parts["evaluation batch"] == 0
+    assert estimate.peak >= estimate.parts["optimizer state"] > 0
