@@ -33,8 +33,9 @@ ALL_POSITIONS_ABOVE = 200  # train_mode auto: all_positions when MAX_ITEM_LIST_L
 EMBEDDED_DATASET = "ml-100k"  # ships inside the recbole wheel (recbole/dataset_example/ml-100k)
 TRAIN_WINDOWS = ("all", "last")  # all_positions: every window of a user's history, or the last one
 TRAIN_BATCH_ORDERS = ("random", "length")  # all_positions: batches of random rows, or of rows of similar length
+ITEM_TABLE_UPDATES = ("dense", "sparse")  # Adam on every item row each step, or on the rows a batch reads
 CHOICES = {"mamba_backend": BACKEND_NAMES, "train_mode": (AUTO, *TRAIN_MODES), "train_windows": TRAIN_WINDOWS,
-           "train_batch_order": TRAIN_BATCH_ORDERS}
+           "train_batch_order": TRAIN_BATCH_ORDERS, "item_table_updates": ITEM_TABLE_UPDATES}
 # how to make a dataset that is missing, by the start of its name
 CONVERTERS = {
     "kuairand": "python -m recbole_mamba.atomics kuairand log_standard_*.csv log_random_*.csv --max-len 2000",
@@ -289,6 +290,22 @@ class RecboleMambaConfig(Config):
                     f"in {item_path}, loaded by load_col's item list"
                 )
 
+    def _check_sparse_table_updates(self, loss_type):
+        """``item_table_updates: sparse`` needs a model scored by its item table, a loss that reads
+        some of its rows (not CE) and Adam without weight decay (torch's SparseAdam has none)."""
+        from recbole_mamba.trainer.all_positions import scores_by_dot_product
+
+        final = self.final_config_dict
+        problem = None
+        if not scores_by_dot_product(self.model_class):
+            problem = f"{self.model} is not scored by an item table (the plugin's models, SASRec and GRU4Rec are)"
+        elif loss_type == "CE":
+            problem = "loss_type CE reads every item at every step; use SSM, GBCE, BPR or BCE"
+        elif str(final.get("learner", "adam")).lower() != "adam" or final.get("weight_decay"):
+            problem = "its optimizer is Adam without weight decay (learner adam, weight_decay 0)"
+        if problem:
+            raise ConfigError(f"item_table_updates sparse: {problem}")
+
     def _set_default_parameters(self):
         data_path = self._data_path()
         self.final_config_dict["data_path"] = data_path
@@ -325,6 +342,8 @@ class RecboleMambaConfig(Config):
             # BPR, BCE and pairwise models need one sampled negative per row; RecBole leaves it to
             # the user to say so
             self.final_config_dict["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
+        if self.final_config_dict.get("item_table_updates") == "sparse":
+            self._check_sparse_table_updates(loss_type)
         super()._set_default_parameters()
         if all_positions:
             self.final_config_dict["MODEL_INPUT_TYPE"] = InputType.POINTWISE

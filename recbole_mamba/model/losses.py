@@ -27,9 +27,14 @@ LOSS_TYPES = ("CE", "BPR", "BCE", "SSM", "GBCE")
 SAMPLED_LOSSES = ("BPR", "BCE")  # trained on the positive and one sampled negative per state
 SHARED_NEGATIVE_LOSSES = ("SSM", "GBCE")  # trained on the positive and a batch's shared negatives
 
-def _shared_negatives_loss(hidden, targets, items, loss_type, negatives, gbce_t):
-    pos = (hidden * items[targets]).sum(-1)  # (N,)
-    neg = hidden @ items[negatives].T  # (N, k)
+def _rows(items, ids, sparse):
+    """``items[ids]``; with ``sparse`` its gradient is a sparse tensor of the rows read."""
+    return F.embedding(ids, items, sparse=sparse)
+
+
+def _shared_negatives_loss(hidden, targets, items, loss_type, negatives, gbce_t, sparse):
+    pos = (hidden * _rows(items, targets, sparse)).sum(-1)  # (N,)
+    neg = hidden @ _rows(items, negatives, sparse).T  # (N, k)
     own = negatives.unsqueeze(0) == targets.unsqueeze(1)  # a state's positive among the negatives
     if loss_type == "SSM":
         logits = torch.cat([pos.unsqueeze(1), neg.masked_fill(own, float("-inf"))], dim=1)
@@ -42,25 +47,28 @@ def _shared_negatives_loss(hidden, targets, items, loss_type, negatives, gbce_t)
     return (positive_terms.sum() + negative_terms.sum()) / (pos.numel() + (~own).sum())
 
 
-def next_item_loss(hidden, targets, items, loss_type, negatives=None, gbce_t=0.75):
+def next_item_loss(hidden, targets, items, loss_type, negatives=None, gbce_t=0.75, sparse=False):
     """Mean loss of N states.
 
     hidden: (N, H) states; targets: (N,) the next item of each; items: (n_items, H) the item
     embedding table; negatives: (N,) one sampled item per state, for BPR and BCE, or (k,) items
-    shared by all states, for SSM and GBCE; gbce_t: GBCE's calibration t in [0, 1].
+    shared by all states, for SSM and GBCE; gbce_t: GBCE's calibration t in [0, 1]; sparse: the
+    table's gradient as a sparse tensor of the rows read (not for CE, which reads every row).
     """
     if loss_type == "CE":
+        if sparse:
+            raise ValueError("loss_type CE reads every item: its gradient cannot be sparse")
         return cross_entropy_sum(hidden, items, targets) / len(targets)
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
     if loss_type in SHARED_NEGATIVE_LOSSES:
         if negatives is None or negatives.dim() != 1:
             raise ValueError(f"loss_type {loss_type} needs a 1-d tensor of shared negatives")
-        return _shared_negatives_loss(hidden, targets, items, loss_type, negatives, gbce_t)
+        return _shared_negatives_loss(hidden, targets, items, loss_type, negatives, gbce_t, sparse)
     if negatives is None:
         raise ValueError(f"loss_type {loss_type} needs one sampled negative per state")
-    pos = (hidden * items[targets]).sum(-1)
-    neg = (hidden * items[negatives]).sum(-1)
+    pos = (hidden * _rows(items, targets, sparse)).sum(-1)
+    neg = (hidden * _rows(items, negatives, sparse)).sum(-1)
     if loss_type == "BPR":
         return -F.logsigmoid(pos - neg).mean()
     return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))

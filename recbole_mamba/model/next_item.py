@@ -31,7 +31,7 @@ def last_position_loss(model, interaction):
     elif model.loss_type in SHARED_NEGATIVE_LOSSES:
         negatives = sample_shared_negatives(model.train_negatives, model.n_items, seq_output.device)
     return next_item_loss(seq_output, interaction[model.POS_ITEM_ID], model.item_embedding.weight,
-                          model.loss_type, negatives, model.gbce_t)
+                          model.loss_type, negatives, model.gbce_t, sparse=model.item_embedding.sparse)
 
 
 class NextItemRecommender(SequentialRecommender):

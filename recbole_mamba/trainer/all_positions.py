@@ -44,13 +44,15 @@ RECBOLE_LOSS_TYPES = ("CE", "BPR")  # what SASRec's and GRU4Rec's constructors a
 
 
 def build_model(model_class, config, dataset):
-    """``model_class(config, dataset)``. A RecBole model of :data:`RECBOLE_ADAPTERS` takes every
+    """``model_class(config, dataset)``, its item table giving sparse gradients where
+    ``item_table_updates`` is ``sparse`` (:mod:`recbole_mamba.trainer.optimizers`). A RecBole
+    model of :data:`RECBOLE_ADAPTERS` takes every
     loss of :data:`~recbole_mamba.model.losses.LOSS_TYPES`: its constructor is shown CE where it
     would refuse the plugin's others (BCE, SSM, GBCE), and the model gets ``loss_type``,
     ``train_negatives`` and ``gbce_t`` for the plugin's losses, which the trainer trains it with
     (:func:`recbole_mamba.model.next_item.last_position_loss`, :func:`all_positions_loss`)."""
     if model_class not in RECBOLE_ADAPTERS:
-        return model_class(config, dataset)
+        return _table_updates(model_class(config, dataset), config)
     loss_type = config["loss_type"]
     if loss_type not in LOSS_TYPES:
         raise ConfigError(f"loss_type must be one of {', '.join(LOSS_TYPES)} for {model_class.__name__}; "
@@ -66,6 +68,13 @@ def build_model(model_class, config, dataset):
         finally:
             config["loss_type"] = loss_type
     model.loss_type, model.train_negatives, model.gbce_t = loss_type, config["train_negatives"], config["gbce_t"]
+    return _table_updates(model, config)
+
+
+def _table_updates(model, config):
+    """``model``, with sparse item-table gradients where ``item_table_updates: sparse``."""
+    if config["item_table_updates"] == "sparse":
+        model.item_embedding.sparse = True
     return model
 
 
@@ -113,7 +122,8 @@ def all_positions_loss(model, interaction, loss_type):
     hidden, targets = hidden[mask], targets[mask]  # (N, H), (N,)
     items = model.item_embedding.weight
     negatives = losses.training_negatives(loss_type, targets, items.size(0), getattr(model, "train_negatives", 0))
-    return next_item_loss(hidden, targets, items, loss_type, negatives, getattr(model, "gbce_t", None))
+    return next_item_loss(hidden, targets, items, loss_type, negatives, getattr(model, "gbce_t", None),
+                          sparse=model.item_embedding.sparse)
 
 
 def training_loss(config, model):

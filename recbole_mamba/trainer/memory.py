@@ -59,19 +59,25 @@ class LiveBytes(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
-                  if isinstance(t, torch.Tensor) and t.device.type != "meta"}
+                  if isinstance(t, torch.Tensor) and t.device.type != "meta" and t.layout == torch.strided}
         for tensor in tree_flatten(out)[0]:
             if not isinstance(tensor, torch.Tensor) or tensor.device.type == "meta":
+                continue
+            if tensor.layout != torch.strided:  # a sparse gradient: its indices and values
+                self._count(tensor, tensor._indices().nbytes + tensor._values().nbytes, id(tensor))
                 continue
             storage = tensor.untyped_storage()
             key = storage.data_ptr()
             if key == 0 or key in self._storages or key in inputs:  # in-place results and views hold no new memory
                 continue
-            self._storages[key] = storage.nbytes()
-            self.live += storage.nbytes()
-            self.peak = max(self.peak, self.live)
-            weakref.finalize(tensor, self._release, key)
+            self._count(tensor, storage.nbytes(), key)
         return out
+
+    def _count(self, tensor, nbytes, key):
+        self._storages[key] = nbytes
+        self.live += nbytes
+        self.peak = max(self.peak, self.live)
+        weakref.finalize(tensor, self._release, key)
 
 
 def _probe_rows(model, rows, length, device):
@@ -187,14 +193,15 @@ def whole_step(config, model, train):
     return step
 
 
-def loss_bytes(loss_type, states, n_items, hidden_size, negatives):
+def loss_bytes(loss_type, states, n_items, hidden_size, negatives, table_gradients=3):
     """The working set of the plugin's loss on ``states`` states beside the states themselves: a
-    few (states, H) tensors, three item-table-sized gradients (the loss's, the embedding lookup's,
-    and their sum), and the chunk buffers (exact CE) or the shared negatives' logits (SSM, GBCE).
-    Calibrated with :class:`LiveBytes` at 960 and 12,800 states and 10^6 items."""
+    few (states, H) tensors, ``table_gradients`` item-table-sized gradients (dense: the loss's, the
+    embedding lookup's, and their sum; 0 with sparse item-table updates), and the chunk buffers
+    (exact CE) or the shared negatives' logits (SSM, GBCE). Calibrated with :class:`LiveBytes` at
+    960 and 12,800 states and 10^6 items."""
     from recbole_mamba.model.chunked_ce import item_chunk
 
-    working = 6 * states * hidden_size * 4 + 3 * n_items * hidden_size * 4
+    working = 6 * states * hidden_size * 4 + table_gradients * n_items * hidden_size * 4
     if loss_type == "CE":
         return working + 3 * states * item_chunk(states, n_items) * 4
     if loss_type in ("SSM", "GBCE"):
@@ -248,12 +255,14 @@ class RunMemory:
         except (KeyError, RuntimeError, ValueError, IndexError) as e:
             # a RecBole model whose loss or scores read fields a probe of item ids lacks (BERT4Rec's masks)
             self.unmeasured = f"{type(e).__name__}: {e}"
-            self._train = self._eval = lambda rows, length: 0
+            self._train = self._forward = self._eval = lambda rows, length: 0
         finally:
             model.zero_grad(set_to_none=True)
             model.train(was_training)
         params = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
         states = OPTIMIZER_STATES.get(str(config["learner"]).lower(), 2)
+        self.sparse_table = config["item_table_updates"] == "sparse"
+        table = model.item_embedding.weight.numel() * 4 if self.sparse_table else 0
         self.parts = {"optimizer state": states * params}
         if torch.device(device).type == "cuda":
             self.parts["parameters"] = params
@@ -262,7 +271,7 @@ class RunMemory:
         self.parts["training step"] = self.train_bytes(config["train_batch_size"])
         self.parts["evaluation batch"] = self.eval_bytes(config["eval_batch_size"])
         # the optimizer's update: the gradients, and Adam's temporaries (measured: 2 x the parameters)
-        self.parts["optimizer update"] = (1 + states) * params
+        self.parts["optimizer update"] = (1 + states) * (params - table)  # sparse: the table's rows read only
         self.per_tensor_byte = RESIDENT_PER_TENSOR_BYTE if torch.device(device).type == "cpu" else 1.0
         self.steps = ("training step", "optimizer update", "evaluation batch")
 
@@ -273,7 +282,7 @@ class RunMemory:
             return int(encoded)
         states = rows * self.length if self.all_positions else rows
         loss = loss_bytes(self.config["loss_type"], states, self.n_items, self.hidden_size,
-                          self.config["train_negatives"] or 0)
+                          self.config["train_negatives"] or 0, table_gradients=0 if self.sparse_table else 3)
         # the loss runs beside what the forward pass saved; the encoding's backward after it
         return int(max(encoded, self._forward(rows, self.length) + loss))
 

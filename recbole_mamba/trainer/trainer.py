@@ -9,6 +9,7 @@ from recbole.utils import set_color
 from recbole_mamba.data.candidates import CandidateEvalDataLoader
 from recbole_mamba.trainer.all_positions import scores_by_dot_product, training_loss
 from recbole_mamba.trainer.checkpoint import load_checkpoint, parameters_to_json, save_checkpoint
+from recbole_mamba.trainer.optimizers import SparseTableAdam
 from recbole_mamba.trainer.ranking import RankingCollector, candidate_topk, chunked_topk
 
 
@@ -38,6 +39,15 @@ class SafeCheckpointTrainer(Trainer):
     def __init__(self, config, model):
         super().__init__(config, model)
         self.eval_collector = RankingCollector(config)
+
+    def _build_optimizer(self, **kwargs):
+        """RecBole's optimizer, or with ``item_table_updates: sparse`` Adam whose item-table
+        updates touch only the rows each batch reads (:mod:`recbole_mamba.trainer.optimizers`)."""
+        if self.config["item_table_updates"] != "sparse":
+            return super()._build_optimizer(**kwargs)
+        table = self.model.item_embedding.weight
+        others = [p for p in self.model.parameters() if p.requires_grad and p is not table]
+        return SparseTableAdam(table, others, lr=self.learning_rate)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """RecBole's fit, with early stopping patient for at least ``min_patience_steps`` optimizer

@@ -191,6 +191,21 @@ def test_batches_of_windows_are_sized_in_tokens(tiny_data_path, overrides, batch
     assert make_config(tiny_data_path, **overrides)["train_batch_size"] == batch_size
 
 
+@pytest.mark.parametrize("overrides,eval_batch_size", [
+    ({"MAX_ITEM_LIST_LENGTH": 2000, "train_mode": "all_positions"}, 32),  # 65,536 tokens
+    ({"MAX_ITEM_LIST_LENGTH": 50}, 1024),  # eval_batch_size itself is the smaller
+    ({"MAX_ITEM_LIST_LENGTH": 500, "eval_batch_tokens": 1000}, 2),
+    ({"MAX_ITEM_LIST_LENGTH": 2000, "eval_batch_size": 300}, 300),  # given: wins
+])
+def test_evaluation_batches_are_capped_in_tokens(tiny_data_path, overrides, eval_batch_size):
+    assert make_config(tiny_data_path, **overrides)["eval_batch_size"] == eval_batch_size
+
+
+def test_eval_batch_tokens_must_be_a_positive_integer(tiny_data_path):
+    with pytest.raises(ConfigError, match="eval_batch_tokens must be a positive integer, got 0"):
+        make_config(tiny_data_path, eval_batch_tokens=0)
+
+
 @pytest.mark.parametrize("steps_per_epoch,eval_step,min_steps,patience", [
     (18, 1, 150, 9),   # ml-100k windows: 18 steps an epoch; 9 evaluations = 162 steps
     (400, 1, 150, 3),  # prefix rows: stopping_step already covers 1,200 steps
