@@ -304,6 +304,13 @@ class RunMemory:
     def _held(self):
         return sum(v for k, v in self.parts.items() if k not in self.steps)
 
+    def _ce_share(self):
+        """The exact softmax's share of the training step (its chunk buffers and table gradients)."""
+        rows = self.config["train_batch_size"]
+        states = rows * self.length if self.all_positions else rows
+        loss = loss_bytes("CE", states, self.n_items, self.hidden_size, 0)
+        return loss / max(1, self.parts["training step"])
+
     def eval_rows_that_fit(self, available):
         """The most evaluation rows (at most ``eval_batch_size``) whose batch fits beside the rest
         within ``available`` bytes, or 0."""
@@ -325,9 +332,11 @@ class RunMemory:
         fixes = []
         if self.parts["training step"] > room:
             rows = max((r for r in (2 ** i for i in range(20)) if self.train_bytes(r) <= room), default=0)
-            if rows:
+            if rows and self.all_positions:
                 fixes.append(f"--train_batch_tokens={rows * self.length} (or --train_batch_size={rows})")
-            if self.config["loss_type"] != "SSM" and self.dot_product:
+            elif rows:
+                fixes.append(f"--train_batch_size={rows}")
+            if self.config["loss_type"] == "CE" and self.dot_product and self._ce_share() > 0.25:
                 fixes.append("--loss_type=SSM (a sampled softmax)")
         if self.parts["evaluation batch"] > room:
             rows = max((r for r in (2 ** i for i in range(20)) if self.eval_bytes(r) <= room), default=0)

@@ -121,3 +121,12 @@ def test_a_model_whose_steps_cannot_be_probed_is_estimated_without_them(tiny_dat
     assert estimate.unmeasured and "Mask_item_id_list" in estimate.unmeasured
     assert estimate.parts["training step"] == estimate.parts["evaluation batch"] == 0
     assert estimate.peak >= estimate.parts["optimizer state"] > 0
+
+
+def test_fixes_name_the_settings_that_apply(tiny_data_path, monkeypatch):
+    """Prefix rows are no tokens: the batch is named in rows."""
+    config, model = build(tiny_data_path, "SASRec", train_mode="prefix", train_batch_size=4096)
+    estimate = RunMemory(config, model, "cpu", 0)
+    fixes = estimate.fixes(estimate._held + estimate.train_bytes(64))
+    assert any(fix.startswith("--train_batch_size=") for fix in fixes), fixes
+    assert not any("train_batch_tokens" in fix for fix in fixes), fixes
