@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -139,11 +140,12 @@ class MemoryModel:
     bytes per batch (the run's own probes, :class:`recbole_mamba.trainer.memory.RunMemory`); the
     rest (parameters, Adam, the loss and the ranking) from the estimate's formulas."""
 
-    def __init__(self, loads, dataset, data_path, models, hidden=64):
+    def __init__(self, loads, dataset, data_path, models, extra=(), hidden=64):
         (i1, v1, m1), (i2, v2, m2) = loads[0], loads[-1]  # (interactions, items, load-stage peak RSS)
         self.per_interaction = max(0.0, (m2 - m1 - (v2 - v1) * hidden * 4) / (i2 - i1))
         self.base = m1 - self.per_interaction * i1 - v1 * hidden * 4
         self.dataset, self.data_path, self.models, self.hidden = dataset, data_path, models, hidden
+        self.extra = list(extra)  # the runs' --key=value overrides
         self._estimates = {}
 
     def _estimate(self, model, length, mode):
@@ -159,7 +161,7 @@ class MemoryModel:
 
             config = RecboleMambaConfig(model, self.dataset, config_dict={
                 "data_path": self.data_path, "MAX_ITEM_LIST_LENGTH": length, "loss_type": "SSM",
-                "eval_args": {"mode": mode}, "show_progress": False})
+                "eval_args": {"mode": mode}, "show_progress": False}, cmd_args=self.extra)
             train, _, _ = data_preparation(config, create_dataset(config))
             recommender = build_model(config.model_class, config, train._dataset)
             table = recommender.item_embedding.weight.numel() * 4
@@ -169,20 +171,25 @@ class MemoryModel:
 
     def peak(self, model, users, length, items, mode, device):
         """Estimated peak bytes of one cell on ``device`` ('cpu' or 'cuda')."""
-        from recbole_mamba.trainer.memory import RESIDENT_PER_TENSOR_BYTE, loss_bytes, ranking_bytes
+        from recbole_mamba.trainer.memory import (RESIDENT_PER_TENSOR_BYTE, TRAINING_RUNTIME_BYTES, loss_bytes,
+                                                  ranking_bytes)
 
         estimate, others = self._estimate(model, length, mode)
         interactions = users * (length + 3)
         params = items * self.hidden * 4 + others
         train_rows = max(1, estimate.config["train_batch_tokens"] // length)
         eval_rows = estimate.config["eval_batch_size"]
-        loss = loss_bytes("SSM", train_rows * length, items, self.hidden, estimate.config["train_negatives"])
+        table = items * self.hidden * 4
+        loss = loss_bytes("SSM", train_rows * length, items, self.hidden, estimate.config["train_negatives"],
+                          table_gradients=0 if estimate.sparse_table else 3)
         train = max(estimate._train(train_rows, length), estimate._forward(train_rows, length) + loss)
+        update = 3 * (params - table if estimate.sparse_table else params)  # gradients, Adam's temporaries
         evaluation = estimate._eval(eval_rows, length) + ranking_bytes(
             eval_rows, items, max(estimate.config["topk"]), estimate.candidates, self.hidden)
         factor = RESIDENT_PER_TENSOR_BYTE if device == "cpu" else 1.0
-        held = 3 * params + (self.base + self.per_interaction * interactions if device == "cpu" else CUDA_CONTEXT)
-        return held + max(factor * train, 3 * params, factor * evaluation)
+        host = self.base + self.per_interaction * interactions + TRAINING_RUNTIME_BYTES
+        held = 3 * params + (host if device == "cpu" else CUDA_CONTEXT)
+        return held + max(factor * train, update, factor * evaluation)
 
 
 def report_memory_model(memory_model, measured, models, modes):
@@ -217,6 +224,7 @@ def main():
     parser.add_argument("--extra", nargs="*", default=[], help="more --key=value for every run")
     parser.add_argument("--work", default="/tmp/bench_scale")
     args = parser.parse_args()
+    warnings.filterwarnings("ignore")  # RecBole's pandas warnings, when the memory model loads a dataset here
     work = Path(args.work)
     (work / "atomics").mkdir(parents=True, exist_ok=True)
     results, loads, measured = {}, [], {}
@@ -265,7 +273,7 @@ def main():
                 print(f"  {label}: {large / small:.0f}x users ({small} -> {large}): time {t1 / t0:.2f}x, "
                       f"peak RSS {m1 / m0:.2f}x")
     if len(loads) >= 2:
-        memory_model = MemoryModel(loads, f"kuairand-u{sizes[0]}", str(work / "atomics"), args.models)
+        memory_model = MemoryModel(loads, f"kuairand-u{sizes[0]}", str(work / "atomics"), args.models, args.extra)
         report_memory_model(memory_model, measured, args.models, args.modes)
 
 

@@ -28,13 +28,14 @@ from torch.utils._pytree import tree_flatten
 from recbole_mamba.errors import ConfigError
 
 GIB = 1 << 30
-# Resident memory per byte of tensors in a training step or an evaluation batch: the allocator's
-# and the math libraries' share beside the tensors, and the heap a training epoch leaves behind
-# for evaluation to reuse only in part (the command line keeps blocks below 256 MiB for reuse).
-# Measured on a 2-core VM at L = 2,000 over 1.24 M items (generated KuaiRand-shaped data, 250
-# users): MambaRec's epoch peaked at 1.77 GiB, 0.9 GiB held + 0.43 GiB of step tensors; SASRec's
-# evaluation at 6.0 GiB, 0.9 GiB held + 2.7 GiB of batch tensors.
-RESIDENT_PER_TENSOR_BYTE = 2.0
+# Resident memory per byte of tensors in a training step or an evaluation batch (the allocator's
+# and the math libraries' share beside the tensors, and the heap an epoch leaves that evaluation
+# reuses only in part), and what the trainer, its loaders and checkpointing add to the process
+# once training starts. Fitted to the 250-user runs of benchmarks/bench_scale.py (2-core VM,
+# L = 2,000, 0.4 M items: MambaRec 1.72 and 1.54 GiB, SASRec 5.08 GiB peak) and checked on its
+# 1,000-user runs (README, "Million-item catalogues").
+RESIDENT_PER_TENSOR_BYTE = 1.6
+TRAINING_RUNTIME_BYTES = 0.3 * GIB
 # probes of 2 and 4 rows of 256 items and 4 rows of 512 (fewer where MAX_ITEM_LIST_LENGTH is
 # shorter): long enough that attention's length x length tensors show as they will at length 2,000
 PROBE_ROWS, PROBE_LENGTH = 2, 256
@@ -268,6 +269,7 @@ class RunMemory:
             self.parts["parameters"] = params
         else:
             self.parts["process now (dataset, parameters)"] = resident
+            self.parts["trainer and loaders"] = TRAINING_RUNTIME_BYTES
         self.parts["training step"] = self.train_bytes(config["train_batch_size"])
         self.parts["evaluation batch"] = self.eval_bytes(config["eval_batch_size"])
         # the optimizer's update: the gradients, and Adam's temporaries (measured: 2 x the parameters)

@@ -51,8 +51,8 @@ def test_estimate_leaves_random_state_and_gradients_as_they_were(tiny_data_path)
     assert torch.equal(torch.get_rng_state(), state)
     assert all(p.grad is None for p in model.parameters())
     assert model.training
-    assert set(estimate.parts) == {"optimizer state", "process now (dataset, parameters)", "training step",
-                                   "optimizer update", "evaluation batch"}
+    assert set(estimate.parts) == {"optimizer state", "process now (dataset, parameters)", "trainer and loaders",
+                                   "training step", "optimizer update", "evaluation batch"}
     assert estimate.peak > 0
 
 
@@ -60,7 +60,7 @@ def test_a_run_that_cannot_fit_is_refused_naming_what_would_fit(tiny_data_path, 
     config, model = build(tiny_data_path, "SASRec", train_mode="all_positions", train_batch_size=4096,
                           eval_batch_size=4096)
     estimate = RunMemory(config, model, "cpu", 0)
-    budget = 2 * estimate.train_bytes(64) + estimate.parts["optimizer state"]
+    budget = estimate._held + memory.RESIDENT_PER_TENSOR_BYTE * 1.5 * estimate.train_bytes(64)
     monkeypatch.setattr(memory, "available_bytes", lambda device: budget)
     monkeypatch.setattr(memory, "resident_bytes", lambda: 0)
     with pytest.raises(MemoryBudgetError) as refused:
