@@ -81,7 +81,7 @@ SLOW_EPOCH_SECONDS = 3600  # warn of an exact softmax that takes longer than thi
 def warn_exact_softmax_cost(config, model, train_dataset, logger):
     """Log a warning where exact CE over the catalogue would take more than an hour an epoch on
     this device (its FLOP count at the measured matrix-product rate): e.g. 1.2 M items and 2 M
-    training positions take 9 hours on a 2-core CPU, where a sampled softmax takes minutes."""
+    training positions take about 7 hours on a 2-core CPU, where a sampled softmax takes minutes."""
     if config["loss_type"] != "CE" or not scores_by_dot_product(type(model)):
         return
     if config["train_mode"] == ALL_POSITIONS:
