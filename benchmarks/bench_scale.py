@@ -171,21 +171,15 @@ class MemoryModel:
 
     def peak(self, model, users, length, items, mode, device):
         """Estimated peak bytes of one cell on ``device`` ('cpu' or 'cuda')."""
-        from recbole_mamba.trainer.memory import (RESIDENT_PER_TENSOR_BYTE, TRAINING_RUNTIME_BYTES, loss_bytes,
-                                                  ranking_bytes)
+        from recbole_mamba.trainer.memory import RESIDENT_PER_TENSOR_BYTE, TRAINING_RUNTIME_BYTES
 
         estimate, others = self._estimate(model, length, mode)
         interactions = users * (length + 3)
-        params = items * self.hidden * 4 + others
-        train_rows = max(1, estimate.config["train_batch_tokens"] // length)
-        eval_rows = estimate.config["eval_batch_size"]
         table = items * self.hidden * 4
-        loss = loss_bytes("SSM", train_rows * length, items, self.hidden, estimate.config["train_negatives"],
-                          table_gradients=0 if estimate.sparse_table else 3)
-        train = max(estimate._train(train_rows, length), estimate._forward(train_rows, length) + loss)
+        params = table + others
+        train = estimate.train_bytes(max(1, estimate.config["train_batch_tokens"] // length), items)
+        evaluation = estimate.eval_bytes(estimate.config["eval_batch_size"], items)
         update = 3 * (params - table if estimate.sparse_table else params)  # gradients, Adam's temporaries
-        evaluation = estimate._eval(eval_rows, length) + ranking_bytes(
-            eval_rows, items, max(estimate.config["topk"]), estimate.candidates, self.hidden)
         factor = RESIDENT_PER_TENSOR_BYTE if device == "cpu" else 1.0
         host = self.base + self.per_interaction * interactions + TRAINING_RUNTIME_BYTES
         held = 3 * params + (host if device == "cpu" else CUDA_CONTEXT)

@@ -352,6 +352,13 @@ class RecboleMambaConfig(Config):
             self.final_config_dict["MODEL_INPUT_TYPE"] = InputType.PAIRWISE
 
 
+def test_eval_mode(config):
+    """The evaluation mode of the test split (``full``, ``uni100``, ...), as ``eval_args`` gives it
+    for both splits or per split."""
+    mode = config["eval_args"]["mode"]
+    return mode.get("test", mode) if isinstance(mode, dict) else mode
+
+
 def length_of(config):
     """``MAX_ITEM_LIST_LENGTH``, checked."""
     length = config.get("MAX_ITEM_LIST_LENGTH")

@@ -13,7 +13,14 @@ from recbole.data import data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
-from recbole_mamba.config import ALL_POSITIONS, ALL_POSITIONS_ABOVE, AUTO, ConfigError, RecboleMambaConfig
+from recbole_mamba.config import (
+    ALL_POSITIONS,
+    ALL_POSITIONS_ABOVE,
+    AUTO,
+    ConfigError,
+    RecboleMambaConfig,
+    test_eval_mode,
+)
 from recbole_mamba.data import create_dataset
 from recbole_mamba.data.candidates import CandidateEvalDataLoader
 from recbole_mamba.data.history import attach_history, history_to_exclude
@@ -29,8 +36,7 @@ from recbole_mamba.trainer.ranking import RankingCollector
 
 def evaluation_protocol(config):
     """Human-readable protocol of the test metrics, e.g. 'full ranking, leave-one-out by time'."""
-    mode = config["eval_args"]["mode"]
-    mode = mode.get("test", mode) if isinstance(mode, dict) else mode
+    mode = test_eval_mode(config)
     if mode == "full":
         ranking = "full ranking"
     elif mode.startswith("uni"):

@@ -21,6 +21,7 @@ The score of item i for a state h is ``h . E[i]`` (E: the item embedding table, 
 import torch
 import torch.nn.functional as F
 
+from recbole_mamba.errors import ConfigError
 from recbole_mamba.model.chunked_ce import cross_entropy_sum
 
 LOSS_TYPES = ("CE", "BPR", "BCE", "SSM", "GBCE")
@@ -73,6 +74,12 @@ def next_item_loss(hidden, targets, items, loss_type, negatives=None, gbce_t=0.7
         return -F.logsigmoid(pos - neg).mean()
     return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
             + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))) / 2
+
+
+def check_shared_negatives(loss_type, train_negatives):
+    """SSM and GBCE need ``train_negatives`` >= 1 (a :class:`ConfigError` otherwise)."""
+    if loss_type in SHARED_NEGATIVE_LOSSES and not (train_negatives or 0) >= 1:
+        raise ConfigError(f"loss_type {loss_type} needs train_negatives >= 1, got {train_negatives!r}")
 
 
 def sample_negatives(positives, n_items, generator=None):

@@ -13,6 +13,7 @@ from recbole_mamba.model.losses import (
     LOSS_TYPES,
     SAMPLED_LOSSES,
     SHARED_NEGATIVE_LOSSES,
+    check_shared_negatives,
     next_item_loss,
     sample_shared_negatives,
 )
@@ -56,8 +57,7 @@ class NextItemRecommender(SequentialRecommender):
         self.initializer_range = config["initializer_range"]
         self.train_negatives = config["train_negatives"]
         self.gbce_t = config["gbce_t"]
-        if self.loss_type in SHARED_NEGATIVE_LOSSES and not (self.train_negatives or 0) >= 1:
-            raise ConfigError(f"loss_type {self.loss_type} needs train_negatives >= 1, got {self.train_negatives!r}")
+        check_shared_negatives(self.loss_type, self.train_negatives)
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
 
     @staticmethod

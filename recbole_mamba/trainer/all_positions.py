@@ -14,7 +14,7 @@ import torch
 
 from recbole_mamba.errors import ConfigError
 from recbole_mamba.model import losses
-from recbole_mamba.model.losses import LOSS_TYPES, SHARED_NEGATIVE_LOSSES, next_item_loss
+from recbole_mamba.model.losses import LOSS_TYPES, check_shared_negatives, next_item_loss
 from recbole_mamba.registry import recbole_sequential_package
 
 
@@ -57,8 +57,7 @@ def build_model(model_class, config, dataset):
     if loss_type not in LOSS_TYPES:
         raise ConfigError(f"loss_type must be one of {', '.join(LOSS_TYPES)} for {model_class.__name__}; "
                           f"got {loss_type!r}")
-    if loss_type in SHARED_NEGATIVE_LOSSES and not (config["train_negatives"] or 0) >= 1:
-        raise ConfigError(f"loss_type {loss_type} needs train_negatives >= 1, got {config['train_negatives']!r}")
+    check_shared_negatives(loss_type, config["train_negatives"])
     if loss_type in RECBOLE_LOSS_TYPES:
         model = model_class(config, dataset)
     else:

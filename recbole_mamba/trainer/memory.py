@@ -229,7 +229,7 @@ class RunMemory:
     ``train_bytes(rows)`` and ``eval_bytes(rows)`` for other batch sizes."""
 
     def __init__(self, config, model, device, resident):
-        from recbole_mamba.config import ALL_POSITIONS
+        from recbole_mamba.config import ALL_POSITIONS, test_eval_mode
         from recbole_mamba.trainer.all_positions import scores_by_dot_product
         from recbole_mamba.trainer.ranking import RankingCollector
 
@@ -238,8 +238,7 @@ class RunMemory:
         self.dot_product = scores_by_dot_product(type(model))
         self.ranked = self.dot_product and RankingCollector(config).can_collect_ranked()
         self.all_positions = config["train_mode"] == ALL_POSITIONS
-        mode = config["eval_args"]["mode"]
-        mode = mode.get("test", mode) if isinstance(mode, dict) else mode
+        mode = test_eval_mode(config)
         self.candidates = int(mode[3:]) + 1 if mode[:3] in ("uni", "pop") else None
         self.hidden_size = model.item_embedding.weight.size(1) if self.dot_product else 0
         was_training = model.training
@@ -277,23 +276,28 @@ class RunMemory:
         self.per_tensor_byte = RESIDENT_PER_TENSOR_BYTE if torch.device(device).type == "cpu" else 1.0
         self.steps = ("training step", "optimizer update", "evaluation batch")
 
-    def train_bytes(self, rows):
-        """One training step of ``rows`` rows: encoding (probed), then the loss (its formula)."""
+    def _states(self, rows):
+        """Training states (positions with a loss) in a batch of ``rows`` rows."""
+        return rows * self.length if self.all_positions else rows
+
+    def train_bytes(self, rows, n_items=None):
+        """One training step of ``rows`` rows: encoding (probed), then the loss (its formula) over
+        ``n_items`` items (default the model's)."""
         encoded = self._train(rows, self.length)
         if not self.dot_product:
             return int(encoded)
-        states = rows * self.length if self.all_positions else rows
-        loss = loss_bytes(self.config["loss_type"], states, self.n_items, self.hidden_size,
+        loss = loss_bytes(self.config["loss_type"], self._states(rows), n_items or self.n_items, self.hidden_size,
                           self.config["train_negatives"] or 0, table_gradients=0 if self.sparse_table else 3)
         # the loss runs beside what the forward pass saved; the encoding's backward after it
         return int(max(encoded, self._forward(rows, self.length) + loss))
 
-    def eval_bytes(self, rows):
-        """One evaluation batch of ``rows`` rows: encoding (probed), then the ranking (its formula)."""
+    def eval_bytes(self, rows, n_items=None):
+        """One evaluation batch of ``rows`` rows: encoding (probed), then the ranking (its formula)
+        over ``n_items`` items (default the model's)."""
         encoded = self._eval(rows, self.length)
         if not self.ranked:
             return int(encoded)
-        return int(encoded + ranking_bytes(rows, self.n_items, self.k, self.candidates, self.hidden_size))
+        return int(encoded + ranking_bytes(rows, n_items or self.n_items, self.k, self.candidates, self.hidden_size))
 
     @property
     def peak(self):
@@ -308,9 +312,7 @@ class RunMemory:
 
     def _ce_share(self):
         """The exact softmax's share of the training step (its chunk buffers and table gradients)."""
-        rows = self.config["train_batch_size"]
-        states = rows * self.length if self.all_positions else rows
-        loss = loss_bytes("CE", states, self.n_items, self.hidden_size, 0)
+        loss = loss_bytes("CE", self._states(self.config["train_batch_size"]), self.n_items, self.hidden_size, 0)
         return loss / max(1, self.parts["training step"])
 
     def eval_rows_that_fit(self, available):
