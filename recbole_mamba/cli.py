@@ -134,6 +134,8 @@ def format_result(result, model, dataset):
     label, valid = ("best valid", result["best_valid_result"]) if "best_valid_result" in result else (
         "valid", result["valid_result"])
     lines.append(f"{label}: " + ", ".join(f"{key} {value:.4f}" for key, value in (valid or {}).items()))
+    if "training" in result:
+        lines.append(f"trained with {result['training']}")
     return "\n".join(lines)
 
 

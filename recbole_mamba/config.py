@@ -24,6 +24,7 @@ from recbole.utils import InputType
 
 from recbole_mamba.errors import ConfigError
 from recbole_mamba.model.losses import SAMPLED_LOSSES
+from recbole_mamba.model.negatives import NEGATIVE_DISTRIBUTIONS, POPULARITY
 from recbole_mamba.ops import BACKEND_NAMES
 from recbole_mamba.registry import FEATURE_MODELS, get_model
 
@@ -35,7 +36,8 @@ TRAIN_WINDOWS = ("all", "last")  # all_positions: every window of a user's histo
 TRAIN_BATCH_ORDERS = ("random", "length")  # all_positions: batches of random rows, or of rows of similar length
 ITEM_TABLE_UPDATES = ("dense", "sparse")  # Adam on every item row each step, or on the rows a batch reads
 CHOICES = {"mamba_backend": BACKEND_NAMES, "train_mode": (AUTO, *TRAIN_MODES), "train_windows": TRAIN_WINDOWS,
-           "train_batch_order": TRAIN_BATCH_ORDERS, "item_table_updates": ITEM_TABLE_UPDATES}
+           "train_batch_order": TRAIN_BATCH_ORDERS, "item_table_updates": ITEM_TABLE_UPDATES,
+           "train_negatives_distribution": NEGATIVE_DISTRIBUTIONS}
 # how to make a dataset that is missing, by the start of its name
 CONVERTERS = {
     "kuairand": "python -m recbole_mamba.atomics kuairand log_standard_*.csv log_random_*.csv --max-len 2000",
@@ -341,7 +343,12 @@ class RecboleMambaConfig(Config):
         ):
             # BPR, BCE and pairwise models need one sampled negative per row; RecBole leaves it to
             # the user to say so
-            self.final_config_dict["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
+            self.final_config_dict["train_neg_sample_args"] = {
+                "distribution": self.final_config_dict.get("train_negatives_distribution") or "uniform",
+                "sample_num": 1}
+        if loss_type == "GBCE" and self.final_config_dict.get("train_negatives_distribution") == POPULARITY:
+            raise ConfigError("loss_type GBCE calibrates for uniform negatives (train_negatives_distribution "
+                              "uniform); popularity negatives go with SSM, which corrects for them (log-Q)")
         if self.final_config_dict.get("item_table_updates") == "sparse":
             self._check_sparse_table_updates(loss_type)
         super()._set_default_parameters()

@@ -28,6 +28,8 @@ from recbole_mamba.data.length_batches import LengthGroupedTrainDataLoader
 from recbole_mamba.data.positions import warn_untrained_positions
 from recbole_mamba.data.stats import dataset_statistics
 from recbole_mamba.model.chunked_ce import cross_entropy_flops, measured_flops_per_second
+from recbole_mamba.model.losses import SAMPLED_LOSSES
+from recbole_mamba.model.negatives import POPULARITY
 from recbole_mamba.trainer import SafeCheckpointTrainer, checkpoint_parameters, load_checkpoint
 from recbole_mamba.trainer.all_positions import build_model, scores_by_dot_product
 from recbole_mamba.trainer.memory import check_memory
@@ -53,6 +55,29 @@ def evaluation_protocol(config):
         how = f"split {split}, order {order}"
     masked = ", history items masked" if config["exclude_history"] else ", no history masking"
     return f"{ranking}, {how}{masked}"
+
+
+def training_protocol(config):
+    """Human-readable loss of training, e.g. 'SSM: sampled softmax over the positive and 256
+    uniform negatives shared by each batch, at every position'."""
+    loss_type = config["loss_type"]
+    if not scores_by_dot_product(config.model_class):
+        return f"{config['model']}'s own loss ({loss_type})"
+    at = ", at every position" if config["train_mode"] == ALL_POSITIONS else ", at each row's last position"
+    if config["train_mode"] == ALL_POSITIONS or loss_type not in SAMPLED_LOSSES:
+        distribution = config["train_negatives_distribution"]
+    else:  # RecBole's sampler puts one negative in each row
+        distribution = (config["train_neg_sample_args"] or {}).get("distribution", "uniform")
+    if loss_type == "CE":
+        how = "exact softmax over all items"
+    elif loss_type == "SSM":
+        how = (f"sampled softmax over the positive and {config['train_negatives']} {distribution} negatives "
+               "shared by each batch" + (", log-Q corrected" if distribution == POPULARITY else ""))
+    elif loss_type == "GBCE":
+        how = f"gBCE (t {config['gbce_t']}) over {config['train_negatives']} {distribution} negatives shared by each batch"
+    else:
+        how = f"one {distribution} negative per position"
+    return f"{loss_type}: {how}{at}"
 
 
 def check_sampled_evaluation(config, dataset):
@@ -120,6 +145,7 @@ def _build(config):
     how = (f" ({AUTO}: {ALL_POSITIONS} above MAX_ITEM_LIST_LENGTH {ALL_POSITIONS_ABOVE})"
            if config.train_mode_chosen_automatically else "")
     logger.info(set_color("train_mode", "blue") + f": {config['train_mode']}{how}")
+    logger.info(set_color("training loss", "blue") + f": {training_protocol(config)}")
     if config["train_mode"] == ALL_POSITIONS:
         logger.info(
             set_color("train batches", "blue") + f": {config['train_batch_size']} windows "
@@ -161,7 +187,8 @@ def run(
     ``model`` is a name (the plugin's or RecBole's) or a model class; ``cmd_args`` are
     ``--key=value`` overrides with the highest priority; ``epoch_callback(epoch, valid_score,
     valid_result)`` is called after each validation. Returns a dict with ``best_valid_score``,
-    ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``protocol``, ``config``,
+    ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``protocol`` (of the test
+    metrics), ``training`` (the loss and its negatives), ``config``,
     ``epochs_run``, ``checkpoint``, and the run's costs and data: ``parameters`` (trainable),
     ``train_seconds`` (per epoch), ``evaluations`` (per validation: epoch, valid_s, valid_score,
     elapsed_s), ``best_evaluation`` (the one kept), ``test_seconds`` and ``dataset_stats``.
@@ -215,6 +242,7 @@ def run(
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "protocol": protocol,
+        "training": training_protocol(config),
         "config": config,
         "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
         "epochs_run": epochs_run,

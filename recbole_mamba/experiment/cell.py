@@ -84,6 +84,7 @@ def _train_and_test(cell, folder):
     valid_seconds = [e["valid_s"] for e in result["evaluations"]]
     return {
         "evaluations": evaluations,
+        "training": result["training"],
         "valid_metric": config["valid_metric"],
         "parameters": result["parameters"],
         "epochs": result["epochs_run"],

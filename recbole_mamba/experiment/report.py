@@ -8,7 +8,8 @@ import statistics
 
 from recbole_mamba.files import atomic_open
 
-CELL_COLUMNS = ("dataset", "dataset_name", "model", "length", "seed", "status", "eval_mode", "protocol")
+CELL_COLUMNS = ("dataset", "dataset_name", "model", "length", "seed", "status", "eval_mode", "protocol",
+                "training")
 METRIC_COLUMNS = ("valid_ndcg@10", "valid_hit@10", "test_hit@10", "test_ndcg@10", "test_hit@20", "test_ndcg@20",
                   "test_mrr@10", "test_mrr@20")
 COST_COLUMNS = ("parameters", "epochs", "best_epoch", "train_s_per_epoch", "valid_s_per_epoch", "test_s",
@@ -29,7 +30,8 @@ def result_rows(experiment, records):
             evaluation = (metrics.get("evaluations") or {}).get(mode, {})
             row = {"dataset": cell.label, "dataset_name": cell.dataset, "model": cell.model, "length": cell.length,
                    "seed": cell.seed, "status": metrics["status"], "eval_mode": mode,
-                   "protocol": evaluation.get("protocol", ""), "error": metrics.get("error") or ""}
+                   "protocol": evaluation.get("protocol", ""), "training": metrics.get("training") or "",
+                   "error": metrics.get("error") or ""}
             for column in METRIC_COLUMNS:
                 split, _, metric = column.partition("_")
                 row[column] = (evaluation.get(split) or {}).get(metric)
@@ -106,11 +108,14 @@ def results_markdown(experiment, rows, oracles=None):
         for mode in experiment.protocols:
             protocols = sorted({r["protocol"] for r in rows if r["dataset"] == entry.name
                                 and r["eval_mode"] == mode and r["protocol"]})
+            trainings = sorted({r["training"] for r in rows if r["dataset"] == entry.name and r.get("training")})
             for k in (10, 20):
                 seeds = len(experiment.seeds)
                 out.append(
                     f"**{entry.name}** — test HR@{k} / NDCG@{k}, mean ± std over {seeds} seed{'s' * (seeds != 1)} "
-                    f"(n = seeds done where fewer); {'; '.join(protocols) or mode}; the checkpoint of each cell "
+                    f"(n = seeds done where fewer); {'; '.join(protocols) or mode}; "
+                    + "".join(f"trained with {t}; " for t in trainings)
+                    + "the checkpoint of each cell "
                     f"selected on its validation metric under {selected_on}. Best per row in bold."
                     + (" Oracle: the best possible HR with that much context (generated data)."
                        if mode == "full" and entry.name in oracles else "")

@@ -10,8 +10,9 @@ The score of item i for a state h is ``h . E[i]`` (E: the item embedding table, 
 - ``BPR``: ``-log sigmoid(pos - neg)`` with one negative per state.
 - ``BCE``: binary cross-entropy of the positive (label 1) and of one negative (label 0), averaged
   (as RecMamba and SASRec.pytorch train).
-- ``SSM``: sampled softmax, cross-entropy over the positive and ``train_negatives`` uniform items
-  drawn once per batch and shared by its states (for catalogues too large for full CE).
+- ``SSM``: sampled softmax, cross-entropy over the positive and ``train_negatives`` items drawn
+  once per batch and shared by its states (for catalogues too large for full CE); uniform, or by
+  popularity with the log-Q correction (:mod:`recbole_mamba.model.negatives`).
 - ``GBCE``: gSASRec's generalised BCE (Petrov & Macdonald, RecSys 2023) over the same shared
   negatives: the positive's probability is raised to beta = alpha (t (1 - 1/alpha) + 1/alpha),
   alpha = negatives / (items - 1), t = ``gbce_t``, which undoes the overconfidence that BCE with
@@ -33,9 +34,13 @@ def _rows(items, ids, sparse):
     return F.embedding(ids, items, sparse=sparse)
 
 
-def _shared_negatives_loss(hidden, targets, items, loss_type, negatives, gbce_t, sparse):
+def _shared_negatives_loss(hidden, targets, items, loss_type, negatives, gbce_t, sparse, log_q):
     pos = (hidden * _rows(items, targets, sparse)).sum(-1)  # (N,)
     neg = hidden @ _rows(items, negatives, sparse).T  # (N, k)
+    if log_q is not None:
+        if loss_type != "SSM":
+            raise ValueError(f"the log-Q correction is for loss_type SSM, not {loss_type}")
+        pos, neg = pos - log_q[0], neg - log_q[1]
     own = negatives.unsqueeze(0) == targets.unsqueeze(1)  # a state's positive among the negatives
     if loss_type == "SSM":
         logits = torch.cat([pos.unsqueeze(1), neg.masked_fill(own, float("-inf"))], dim=1)
@@ -48,13 +53,16 @@ def _shared_negatives_loss(hidden, targets, items, loss_type, negatives, gbce_t,
     return (positive_terms.sum() + negative_terms.sum()) / (pos.numel() + (~own).sum())
 
 
-def next_item_loss(hidden, targets, items, loss_type, negatives=None, gbce_t=0.75, sparse=False):
+def next_item_loss(hidden, targets, items, loss_type, negatives=None, gbce_t=0.75, sparse=False, log_q=None):
     """Mean loss of N states.
 
     hidden: (N, H) states; targets: (N,) the next item of each; items: (n_items, H) the item
     embedding table; negatives: (N,) one sampled item per state, for BPR and BCE, or (k,) items
     shared by all states, for SSM and GBCE; gbce_t: GBCE's calibration t in [0, 1]; sparse: the
-    table's gradient as a sparse tensor of the rows read (not for CE, which reads every row).
+    table's gradient as a sparse tensor of the rows read (not for CE, which reads every row);
+    log_q: for SSM over non-uniform negatives, (log q(targets) (N,), log q(negatives) (k,)), the
+    log probabilities of drawing them, subtracted from their logits (the log-Q correction,
+    :mod:`recbole_mamba.model.negatives`).
     """
     if loss_type == "CE":
         if sparse:
@@ -65,7 +73,7 @@ def next_item_loss(hidden, targets, items, loss_type, negatives=None, gbce_t=0.7
     if loss_type in SHARED_NEGATIVE_LOSSES:
         if negatives is None or negatives.dim() != 1:
             raise ValueError(f"loss_type {loss_type} needs a 1-d tensor of shared negatives")
-        return _shared_negatives_loss(hidden, targets, items, loss_type, negatives, gbce_t, sparse)
+        return _shared_negatives_loss(hidden, targets, items, loss_type, negatives, gbce_t, sparse, log_q)
     if negatives is None:
         raise ValueError(f"loss_type {loss_type} needs one sampled negative per state")
     pos = (hidden * _rows(items, targets, sparse)).sum(-1)
@@ -80,29 +88,3 @@ def check_shared_negatives(loss_type, train_negatives):
     """SSM and GBCE need ``train_negatives`` >= 1 (a :class:`ConfigError` otherwise)."""
     if loss_type in SHARED_NEGATIVE_LOSSES and not (train_negatives or 0) >= 1:
         raise ConfigError(f"loss_type {loss_type} needs train_negatives >= 1, got {train_negatives!r}")
-
-
-def sample_negatives(positives, n_items, generator=None):
-    """One uniform item in [1, n_items) per positive, never equal to it: (N,) -> (N,)."""
-    negatives = torch.randint(1, n_items, positives.shape, device=positives.device, generator=generator)
-    clash = negatives == positives
-    while clash.any():
-        negatives[clash] = torch.randint(1, n_items, (int(clash.sum()),), device=positives.device,
-                                         generator=generator)
-        clash = negatives == positives
-    return negatives
-
-
-def sample_shared_negatives(n, n_items, device=None, generator=None):
-    """``n`` uniform items in [1, n_items), drawn with replacement: (n,)."""
-    return torch.randint(1, n_items, (n,), device=device, generator=generator)
-
-
-def training_negatives(loss_type, targets, n_items, n_shared):
-    """What ``next_item_loss`` needs beside ``targets`` (N,): one negative per state for BPR/BCE,
-    ``n_shared`` shared ones for SSM/GBCE, else None."""
-    if loss_type in SAMPLED_LOSSES:
-        return sample_negatives(targets, n_items)
-    if loss_type in SHARED_NEGATIVE_LOSSES:
-        return sample_shared_negatives(n_shared, n_items, device=targets.device)
-    return None

@@ -9,30 +9,26 @@ from recbole.model.abstract_recommender import SequentialRecommender
 
 from recbole_mamba.errors import ConfigError
 from recbole_mamba.layers import Mamba
-from recbole_mamba.model.losses import (
-    LOSS_TYPES,
-    SAMPLED_LOSSES,
-    SHARED_NEGATIVE_LOSSES,
-    check_shared_negatives,
-    next_item_loss,
-    sample_shared_negatives,
-)
+from recbole_mamba.model.losses import LOSS_TYPES, SAMPLED_LOSSES, check_shared_negatives, next_item_loss
+from recbole_mamba.model.negatives import negative_sampler
 from recbole_mamba.ops import choose_backend
 
 
 def last_position_loss(model, interaction):
     """The loss at each row's last position, for any model whose ``forward(seq, len)`` gives (B, H)
-    states scored against ``model.item_embedding`` and that has ``loss_type``, ``train_negatives``
-    and ``gbce_t``: the plugin's models, and RecBole's SASRec and GRU4Rec as the trainer builds
-    them (:func:`recbole_mamba.trainer.all_positions.build_model`)."""
+    states scored against ``model.item_embedding`` and that has ``loss_type``, ``train_negatives``,
+    ``gbce_t`` and ``negative_sampler``: the plugin's models, and RecBole's SASRec and GRU4Rec as
+    the trainer builds them (:func:`recbole_mamba.trainer.all_positions.build_model`). BPR and BCE
+    read the negative RecBole's sampler put in each row."""
     seq_output = model.forward(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
-    negatives = None
+    targets = interaction[model.POS_ITEM_ID]
+    negatives, log_q = None, None  # CE reads every item
     if model.loss_type in SAMPLED_LOSSES:
         negatives = interaction[model.NEG_ITEM_ID]
-    elif model.loss_type in SHARED_NEGATIVE_LOSSES:
-        negatives = sample_shared_negatives(model.train_negatives, model.n_items, seq_output.device)
-    return next_item_loss(seq_output, interaction[model.POS_ITEM_ID], model.item_embedding.weight,
-                          model.loss_type, negatives, model.gbce_t, sparse=model.item_embedding.sparse)
+    elif model.loss_type != "CE":
+        negatives, log_q = model.negative_sampler.for_loss(model.loss_type, targets, model.train_negatives)
+    return next_item_loss(seq_output, targets, model.item_embedding.weight, model.loss_type, negatives,
+                          model.gbce_t, sparse=model.item_embedding.sparse, log_q=log_q)
 
 
 class NextItemRecommender(SequentialRecommender):
@@ -47,7 +43,8 @@ class NextItemRecommender(SequentialRecommender):
     ``BCE`` (on the positive and one sampled negative, as RecMamba and SASRec.pytorch train; the
     plugin's config gives them one uniformly sampled negative per row unless
     ``train_neg_sample_args`` says otherwise), ``SSM`` and ``GBCE`` (sampled softmax and gSASRec's
-    gBCE over ``train_negatives`` items shared by a batch).
+    gBCE over ``train_negatives`` items shared by a batch, drawn by ``negative_sampler``:
+    uniformly or by popularity, :mod:`recbole_mamba.model.negatives`).
     """
 
     def __init__(self, config, dataset):
@@ -58,6 +55,7 @@ class NextItemRecommender(SequentialRecommender):
         self.train_negatives = config["train_negatives"]
         self.gbce_t = config["gbce_t"]
         check_shared_negatives(self.loss_type, self.train_negatives)
+        self.negative_sampler = negative_sampler(config, dataset, self.n_items)
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
 
     @staticmethod

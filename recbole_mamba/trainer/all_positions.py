@@ -13,8 +13,8 @@ from functools import partial
 import torch
 
 from recbole_mamba.errors import ConfigError
-from recbole_mamba.model import losses
 from recbole_mamba.model.losses import LOSS_TYPES, check_shared_negatives, next_item_loss
+from recbole_mamba.model.negatives import negative_sampler
 from recbole_mamba.registry import recbole_sequential_package
 
 
@@ -49,7 +49,8 @@ def build_model(model_class, config, dataset):
     model of :data:`RECBOLE_ADAPTERS` takes every
     loss of :data:`~recbole_mamba.model.losses.LOSS_TYPES`: its constructor is shown CE where it
     would refuse the plugin's others (BCE, SSM, GBCE), and the model gets ``loss_type``,
-    ``train_negatives`` and ``gbce_t`` for the plugin's losses, which the trainer trains it with
+    ``train_negatives``, ``gbce_t`` and a ``negative_sampler`` for the plugin's losses, which the
+    trainer trains it with
     (:func:`recbole_mamba.model.next_item.last_position_loss`, :func:`all_positions_loss`)."""
     if model_class not in RECBOLE_ADAPTERS:
         return _table_updates(model_class(config, dataset), config)
@@ -67,6 +68,7 @@ def build_model(model_class, config, dataset):
         finally:
             config["loss_type"] = loss_type
     model.loss_type, model.train_negatives, model.gbce_t = loss_type, config["train_negatives"], config["gbce_t"]
+    model.negative_sampler = negative_sampler(config, dataset, model.n_items)
     return _table_updates(model, config)
 
 
@@ -112,17 +114,18 @@ def position_targets(item_seq, lengths, target):
 
 def all_positions_loss(model, interaction, loss_type):
     """Mean next-item loss over every real position of the batch's rows; BPR and BCE get one
-    uniformly sampled negative per position, never the positive; SSM and GBCE the model's
-    ``train_negatives`` shared by the batch."""
+    sampled negative per position, never the positive; SSM and GBCE the model's
+    ``train_negatives`` shared by the batch; both drawn by the model's ``negative_sampler``."""
     item_seq = interaction[model.ITEM_SEQ]
     lengths = interaction[model.ITEM_SEQ_LEN]
     hidden = per_position_hidden(model, item_seq)
     targets, mask = position_targets(item_seq, lengths, interaction[model.POS_ITEM_ID])
     hidden, targets = hidden[mask], targets[mask]  # (N, H), (N,)
-    items = model.item_embedding.weight
-    negatives = losses.training_negatives(loss_type, targets, items.size(0), getattr(model, "train_negatives", 0))
-    return next_item_loss(hidden, targets, items, loss_type, negatives, getattr(model, "gbce_t", None),
-                          sparse=model.item_embedding.sparse)
+    negatives, log_q = None, None  # CE reads every item
+    if loss_type != "CE":
+        negatives, log_q = model.negative_sampler.for_loss(loss_type, targets, getattr(model, "train_negatives", 0))
+    return next_item_loss(hidden, targets, model.item_embedding.weight, loss_type, negatives,
+                          getattr(model, "gbce_t", None), sparse=model.item_embedding.sparse, log_q=log_q)
 
 
 def training_loss(config, model):

@@ -12,7 +12,7 @@ from recbole_mamba.data import WindowDataset, create_dataset
 from recbole_mamba.quick_start import check_sampled_evaluation
 from recbole_mamba.registry import get_model
 from recbole_mamba.trainer import SafeCheckpointTrainer
-from recbole_mamba.model.losses import sample_negatives
+from recbole_mamba.model.negatives import NegativeSampler
 from recbole_mamba.trainer.all_positions import all_positions_loss, position_targets
 
 
@@ -129,7 +129,7 @@ def test_targets_and_negatives():
     assert targets.tolist() == [[5, 6, 9, 0], [8, 0, 0, 0]]
     assert mask.tolist() == [[True, True, True, False], [True, False, False, False]]
     positives = torch.randint(1, 4, (5000,))
-    negatives = sample_negatives(positives, 4, torch.Generator().manual_seed(0))
+    negatives = NegativeSampler(4).per_state(positives, torch.Generator().manual_seed(0))
     assert not (negatives == positives).any() and negatives.min() >= 1 and negatives.max() <= 3
 
 

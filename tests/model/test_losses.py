@@ -10,7 +10,6 @@ from recbole_mamba.config import RecboleMambaConfig
 from recbole_mamba.data import create_dataset
 from recbole_mamba.model.losses import next_item_loss
 from recbole_mamba.registry import get_model
-from recbole_mamba.model import losses
 from recbole_mamba.trainer.all_positions import RECBOLE_ADAPTERS, all_positions_loss, per_position_hidden
 
 L = 12
@@ -38,7 +37,7 @@ def test_all_positions_loss_on_rows_of_length_one_is_the_last_position_loss(
         model.NEG_ITEM_ID: torch.randint(1, model.n_items, (6,), generator=g),
     })
     # the all-position loss draws its own negatives: give it the rows' ones
-    monkeypatch.setattr(losses, "sample_negatives", lambda positives, n: rows[model.NEG_ITEM_ID])
+    monkeypatch.setattr(model.negative_sampler, "per_state", lambda positives: rows[model.NEG_ITEM_ID])
     last = model.calculate_loss(rows)
     every = all_positions_loss(model, rows, loss_type)
     torch.testing.assert_close(every, last, rtol=1e-6, atol=1e-7)
