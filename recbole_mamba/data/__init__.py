@@ -1,16 +1,32 @@
-"""Data: RecBole dataset extensions (all-position training rows)."""
+"""Data: RecBole dataset extensions (all-position training rows, faster loading of atomic files)."""
+
+import importlib
 
 from recbole.data import create_dataset as recbole_create_dataset
+from recbole.data.dataset import SequentialDataset
+from recbole.utils import ModelType
 
 from recbole_mamba.config import ALL_POSITIONS
+from recbole_mamba.data.atomic_loading import AtomicFileLoading
 from recbole_mamba.data.window_dataset import WindowDataset
 
 
+class PrefixDataset(AtomicFileLoading, SequentialDataset):
+    """RecBole's ``SequentialDataset`` (prefix rows), its atomic files loaded by
+    :class:`~recbole_mamba.data.atomic_loading.AtomicFileLoading`."""
+
+
 def create_dataset(config):
-    """RecBole's dataset, or a :class:`WindowDataset` when ``train_mode`` is ``all_positions``."""
+    """A :class:`WindowDataset` when ``train_mode`` is ``all_positions``; a :class:`PrefixDataset`
+    where RecBole would make a plain ``SequentialDataset`` (a sequential model without a dataset
+    class of its own, no saved dataset asked for); else RecBole's dataset."""
     if config["train_mode"] == ALL_POSITIONS:
         return WindowDataset(config)
+    own_class = hasattr(importlib.import_module("recbole.data.dataset"), config["model"] + "Dataset")
+    if config["MODEL_TYPE"] == ModelType.SEQUENTIAL and not own_class and not (
+            config["dataset_save_path"] or config["save_dataset"]):
+        return PrefixDataset(config)
     return recbole_create_dataset(config)
 
 
-__all__ = ["WindowDataset", "create_dataset"]
+__all__ = ["PrefixDataset", "WindowDataset", "create_dataset"]

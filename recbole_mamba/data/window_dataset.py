@@ -32,12 +32,14 @@ from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
 
 from recbole_mamba.config import TRAIN_WINDOWS
+from recbole_mamba.data.atomic_loading import AtomicFileLoading
 
 WINDOW_START = "window_start"  # row field: index of the history's first interaction
 
 
-class WindowDataset(SequentialDataset):
-    """``SequentialDataset`` whose augmentation emits the rows above per user."""
+class WindowDataset(AtomicFileLoading, SequentialDataset):
+    """``SequentialDataset`` whose augmentation emits the rows above per user (its atomic files
+    loaded by :class:`~recbole_mamba.data.atomic_loading.AtomicFileLoading`)."""
 
     EVAL_ROWS = 2  # valid and test
 
