@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 from recbole_mamba.allocator import keep_large_allocations
+from recbole_mamba.train_modes import ALL_POSITIONS, ALL_POSITIONS_ABOVE, AUTO
 from recbole_mamba.config import (
-    ALL_POSITIONS,
-    ALL_POSITIONS_ABOVE,
-    AUTO,
     CHOICES,
     EMBEDDED_DATASET,
     ConfigError,

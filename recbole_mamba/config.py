@@ -27,13 +27,17 @@ from recbole_mamba.model.losses import SAMPLED_LOSSES
 from recbole_mamba.model.negatives import NEGATIVE_DISTRIBUTIONS, POPULARITY
 from recbole_mamba.ops import BACKEND_NAMES
 from recbole_mamba.registry import FEATURE_MODELS, get_model
+from recbole_mamba.train_modes import (
+    ALL_POSITIONS,
+    ALL_POSITIONS_ABOVE,
+    AUTO,
+    PREFIX,
+    TRAIN_BATCH_ORDERS,
+    TRAIN_MODES,
+    TRAIN_WINDOWS,
+)
 
-PREFIX, ALL_POSITIONS, AUTO = "prefix", "all_positions", "auto"
-TRAIN_MODES = (PREFIX, ALL_POSITIONS)
-ALL_POSITIONS_ABOVE = 200  # train_mode auto: all_positions when MAX_ITEM_LIST_LENGTH is longer
 EMBEDDED_DATASET = "ml-100k"  # ships inside the recbole wheel (recbole/dataset_example/ml-100k)
-TRAIN_WINDOWS = ("all", "last")  # all_positions: every window of a user's history, or the last one
-TRAIN_BATCH_ORDERS = ("random", "length")  # all_positions: batches of random rows, or of rows of similar length
 ITEM_TABLE_UPDATES = ("dense", "sparse")  # Adam on every item row each step, or on the rows a batch reads
 CHOICES = {"mamba_backend": BACKEND_NAMES, "train_mode": (AUTO, *TRAIN_MODES), "train_windows": TRAIN_WINDOWS,
            "train_batch_order": TRAIN_BATCH_ORDERS, "item_table_updates": ITEM_TABLE_UPDATES,
@@ -210,13 +214,26 @@ class RecboleMambaConfig(Config):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
+        self.default_sources = {}  # key -> the plugin's yaml file that set its default last
         for path, is_dataset_file in self._plugin_config_files(model, dataset):
             if path.is_file():
                 config_dict = self._update_internal_config_dict(str(path)) or {}
+                self.default_sources.update(dict.fromkeys(config_dict, path))
                 if is_dataset_file:
                     self.parameters["Dataset"] += [
                         k for k in config_dict if k not in self.parameters["Dataset"]
                     ]
+
+    def source_of(self, key):
+        """Where ``key``'s value came from: 'given' (command line, config dict or file), the
+        plugin's yaml file that set it (a dataset's own yaml, e.g. a converter's cut), or
+        RecBole's defaults."""
+        if key in self.external_config_dict:
+            return "given"
+        path = self.default_sources.get(key)
+        if path is None:
+            return "RecBole's default"
+        return str(path.relative_to(properties_dir().parent)) if path.is_relative_to(properties_dir().parent) else str(path)
 
     def _get_final_config_dict(self):
         """RecBole's merge, except that a partial ``eval_args`` (e.g. only ``mode``) updates the
@@ -357,13 +374,6 @@ class RecboleMambaConfig(Config):
         elif loss_type == "BCE" and not hasattr(self.model_class, "input_type"):
             # RecBole only knows CE (pointwise) and BPR (pairwise); BCE reads pairs like BPR
             self.final_config_dict["MODEL_INPUT_TYPE"] = InputType.PAIRWISE
-
-
-def test_eval_mode(config):
-    """The evaluation mode of the test split (``full``, ``uni100``, ...), as ``eval_args`` gives it
-    for both splits or per split."""
-    mode = config["eval_args"]["mode"]
-    return mode.get("test", mode) if isinstance(mode, dict) else mode
 
 
 def length_of(config):

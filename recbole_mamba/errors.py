@@ -14,3 +14,8 @@ class InputError(ValueError):
 class ConfigError(InputError):
     """A configuration that cannot work: an unknown model or dataset, a value of the wrong type,
     an option that does not apply."""
+
+
+class ServeError(InputError):
+    """A request a recommender cannot serve: an unknown or malformed item token, an unknown user,
+    an empty history, a session of another model."""

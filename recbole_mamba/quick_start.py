@@ -13,14 +13,7 @@ from recbole.data import data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
-from recbole_mamba.config import (
-    ALL_POSITIONS,
-    ALL_POSITIONS_ABOVE,
-    AUTO,
-    ConfigError,
-    RecboleMambaConfig,
-    test_eval_mode,
-)
+from recbole_mamba.config import ConfigError, RecboleMambaConfig
 from recbole_mamba.data import create_dataset
 from recbole_mamba.data.candidates import CandidateEvalDataLoader
 from recbole_mamba.data.history import attach_history, history_to_exclude
@@ -33,7 +26,8 @@ from recbole_mamba.model.negatives import POPULARITY
 from recbole_mamba.trainer import SafeCheckpointTrainer, checkpoint_parameters, load_checkpoint
 from recbole_mamba.trainer.all_positions import build_model, scores_by_dot_product
 from recbole_mamba.trainer.memory import check_memory
-from recbole_mamba.trainer.ranking import RankingCollector
+from recbole_mamba.trainer.ranking import RankingCollector, test_eval_mode
+from recbole_mamba.train_modes import ALL_POSITIONS, ALL_POSITIONS_ABOVE, AUTO
 
 
 def evaluation_protocol(config):
@@ -144,6 +138,8 @@ def _build(config):
         logger.info(set_color("dataset", "blue") + f": {config.dataset_requested!r} is {config['dataset']}")
     how = (f" ({AUTO}: {ALL_POSITIONS} above MAX_ITEM_LIST_LENGTH {ALL_POSITIONS_ABOVE})"
            if config.train_mode_chosen_automatically else "")
+    logger.info(set_color("MAX_ITEM_LIST_LENGTH", "blue")
+                + f": {config['MAX_ITEM_LIST_LENGTH']} ({config.source_of('MAX_ITEM_LIST_LENGTH')})")
     logger.info(set_color("train_mode", "blue") + f": {config['train_mode']}{how}")
     logger.info(set_color("training loss", "blue") + f": {training_protocol(config)}")
     if config["train_mode"] == ALL_POSITIONS:

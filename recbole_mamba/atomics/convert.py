@@ -57,20 +57,28 @@ def default_name(base, max_len=None, users=None, user_fraction=None):
 
 
 class _Progress:
-    """Prints rows read and rows/s to stderr every few seconds."""
+    """Prints rows read and rows/s to stderr every few seconds, and the total when reading ends."""
 
     def __init__(self, every=5.0):
         self.start = self.last = time.monotonic()
         self.rows = 0
         self.every = every
 
+    def _print(self, what, now):
+        rate = self.rows / max(now - self.start, 1e-9)
+        print(f"{what}: {self.rows:,} rows read ({rate:,.0f} rows/s)", file=sys.stderr)
+
     def update(self, path, rows):
         self.rows += rows
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last = now
-            rate = self.rows / max(now - self.start, 1e-9)
-            print(f"{os.path.basename(path)}: {self.rows:,} rows read ({rate:,.0f} rows/s)", file=sys.stderr)
+            self._print(os.path.basename(path), now)
+
+    def finish(self, blocks):
+        """``blocks`` (of (columns, rows read)), then the total read, as stats.json's rows_read."""
+        yield from blocks
+        self._print("all inputs", time.monotonic())
 
 
 def _run(blocks, options):
@@ -185,8 +193,9 @@ def convert_lfm1b(input_path, item="track", users_file=None, items_file=None, **
     base = "lfm1b" if item == "track" else f"lfm1b-{item}"
     name = options.name or default_name(base, options.max_len, options.users, options.user_fraction)
     bad = BadLines()
+    progress = _Progress()
     columns, rows_read, rows_used = _run(
-        _lfm1b_blocks(input_path, item, options.on_bad_lines, bad, _Progress()), options)
+        progress.finish(_lfm1b_blocks(input_path, item, options.on_bad_lines, bad, progress)), options)
     _report_bad(bad)
     user_table = item_table = None
     if columns is not None and users_file is not None:
@@ -263,8 +272,9 @@ def convert_kuairand(inputs, signal="click", tabs=None, fields=(), user_features
     base = "kuairand" if signal == "click" else f"kuairand-{signal.replace('_', '')}"
     name = options.name or default_name(base, options.max_len, options.users, options.user_fraction)
     bad = BadLines()
-    columns, rows_read, rows_used = _run(
-        _kuairand_blocks(inputs, signal, tabs, list(fields), options.on_bad_lines, bad, _Progress()), options)
+    progress = _Progress()
+    columns, rows_read, rows_used = _run(progress.finish(
+        _kuairand_blocks(inputs, signal, tabs, list(fields), options.on_bad_lines, bad, progress)), options)
     _report_bad(bad)
     if columns is not None:
         columns["time"] = columns["time"] / 1000.0

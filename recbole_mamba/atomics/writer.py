@@ -51,8 +51,14 @@ def format_table(name, stats):
     return head + "\n" + row
 
 
-def dataset_yaml(name, inter_fields, user_fields=None, item_fields=None):
-    """The dataset config merged by the plugin when ``--dataset=<name>`` is used."""
+HELD_OUT = 3  # a user's interactions no training history holds: the valid and test targets, and the
+# training target that follows the longest training history (leave-one-out)
+
+
+def dataset_yaml(name, inter_fields, user_fields=None, item_fields=None, max_len=None):
+    """The dataset config merged by the plugin when ``--dataset=<name>`` is used; a dataset cut at
+    ``max_len`` interactions a user gets ``MAX_ITEM_LIST_LENGTH`` max_len - 3, the longest training
+    history, so that no valid or test row reads a position training never saw."""
     load_col = {"inter": inter_fields}
     if user_fields:
         load_col["user"] = user_fields
@@ -73,6 +79,9 @@ def dataset_yaml(name, inter_fields, user_fields=None, item_fields=None):
         'user_inter_num_interval: "[0,inf)"',
         'item_inter_num_interval: "[0,inf)"',
     ]
+    if max_len and max_len > HELD_OUT:
+        lines += [f"# cut at --max-len {max_len}: the longest training history is {max_len - HELD_OUT} items",
+                  f"MAX_ITEM_LIST_LENGTH: {max_len - HELD_OUT}"]
     return "\n".join(lines) + "\n"
 
 
@@ -89,7 +98,8 @@ def write_dataset(output_dir, name, inter, stats, user_table=None, item_table=No
     files = [
         (f"{name}.inter",
          lambda f: _write_table(f, [h for h, _ in inter], [c for _, c in inter])),
-        (f"{name}.yaml", lambda f: f.write(dataset_yaml(name, inter_fields, user_fields, item_fields))),
+        (f"{name}.yaml", lambda f: f.write(dataset_yaml(name, inter_fields, user_fields, item_fields,
+                                                        (stats.get("options") or {}).get("max_len")))),
         ("stats.json", lambda f: f.write(json.dumps(stats, indent=2, sort_keys=True) + "\n")),
     ]
     if user_table is not None:

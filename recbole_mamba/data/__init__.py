@@ -6,7 +6,7 @@ from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data.dataset import SequentialDataset
 from recbole.utils import ModelType
 
-from recbole_mamba.config import ALL_POSITIONS
+from recbole_mamba.train_modes import ALL_POSITIONS
 from recbole_mamba.data.atomic_loading import AtomicFileLoading
 from recbole_mamba.data.window_dataset import WindowDataset
 

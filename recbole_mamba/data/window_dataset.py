@@ -31,7 +31,7 @@ import torch
 from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
 
-from recbole_mamba.config import TRAIN_WINDOWS
+from recbole_mamba.train_modes import TRAIN_WINDOWS
 from recbole_mamba.data.atomic_loading import AtomicFileLoading
 
 WINDOW_START = "window_start"  # row field: index of the history's first interaction

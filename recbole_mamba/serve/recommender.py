@@ -18,15 +18,11 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_mamba.config import EMBEDDED_DATASET
-from recbole_mamba.errors import InputError
+from recbole_mamba.errors import ServeError
 from recbole_mamba.registry import get_model
+from recbole_mamba.serve.session import Session
 from recbole_mamba.trainer.all_positions import build_model
 from recbole_mamba.trainer.checkpoint import CheckpointError, checkpoint_parameters, load_checkpoint
-
-
-class ServeError(InputError):
-    """A request a recommender cannot serve: an unknown or malformed item token, an unknown user,
-    an empty history, a session of another model."""
 
 
 class _Parameters(dict):
@@ -65,6 +61,7 @@ def load(checkpoint, device="cpu", model=None):
     config = _Parameters(parameters, device=torch.device(device), model=name, dataset=state.get("dataset"))
     if "mamba_backend" in config:
         config["mamba_backend"] = "auto"  # trained anywhere, served here
+    config["train_negatives_distribution"] = "uniform"  # serving draws no training negatives
     try:
         recommender = build_model(model_class, config, _ItemCount(len(tokens)))
     except AttributeError as e:
@@ -235,8 +232,6 @@ class Recommender:
 
     def session(self, history=(), unknown="error"):
         """A live :class:`~recbole_mamba.serve.session.Session` after ``history`` (external tokens)."""
-        from recbole_mamba.serve.session import Session
-
         session = Session(self)
         for item in self.ids_of(history, unknown):
             session.observe_id(item)
@@ -244,6 +239,4 @@ class Recommender:
 
     def session_from_bytes(self, data):
         """A session saved with :meth:`Session.to_bytes`."""
-        from recbole_mamba.serve.session import Session
-
         return Session.from_bytes(self, data)

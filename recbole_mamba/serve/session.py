@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from recbole_mamba.serve.recommender import ServeError
+from recbole_mamba.errors import ServeError
 
 FORMAT = "recbole-mamba-session/1"
 

@@ -16,6 +16,7 @@ from recbole_mamba.errors import ConfigError
 from recbole_mamba.model.losses import LOSS_TYPES, check_shared_negatives, next_item_loss
 from recbole_mamba.model.negatives import negative_sampler
 from recbole_mamba.registry import recbole_sequential_package
+from recbole_mamba.train_modes import ALL_POSITIONS
 
 
 def _sasrec_hidden(model, item_seq):
@@ -132,7 +133,6 @@ def training_loss(config, model):
     """``interaction -> loss`` as the trainer trains ``model``: every position
     (``train_mode: all_positions``); the last position with the plugin's losses for the RecBole
     models of :data:`RECBOLE_ADAPTERS`; else the model's own ``calculate_loss``."""
-    from recbole_mamba.config import ALL_POSITIONS
     from recbole_mamba.model.next_item import last_position_loss
 
     if config["train_mode"] == ALL_POSITIONS:

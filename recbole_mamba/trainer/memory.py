@@ -26,6 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from recbole_mamba.errors import ConfigError
+from recbole_mamba.train_modes import ALL_POSITIONS
 
 GIB = 1 << 30
 # Resident memory per byte of tensors in a training step or an evaluation batch (the allocator's
@@ -229,9 +230,8 @@ class RunMemory:
     ``train_bytes(rows)`` and ``eval_bytes(rows)`` for other batch sizes."""
 
     def __init__(self, config, model, device, resident):
-        from recbole_mamba.config import ALL_POSITIONS, test_eval_mode
         from recbole_mamba.trainer.all_positions import scores_by_dot_product
-        from recbole_mamba.trainer.ranking import RankingCollector
+        from recbole_mamba.trainer.ranking import RankingCollector, test_eval_mode
 
         self.config, self.length = config, config["MAX_ITEM_LIST_LENGTH"]
         self.n_items, self.k = model.n_items, max(config["topk"])

@@ -20,6 +20,13 @@ from dataclasses import dataclass
 import torch
 from recbole.evaluator import Collector
 
+def test_eval_mode(config):
+    """The evaluation mode of the test split (``full``, ``uni100``, ...), as ``eval_args`` gives it
+    for both splits or per split."""
+    mode = config["eval_args"]["mode"]
+    return mode.get("test", mode) if isinstance(mode, dict) else mode
+
+
 RANKED_NEEDS = ("rec.items", "rec.topk")  # what a top-k list can stand for; not rec.meanrank / rec.score
 SCORES_PER_CHUNK = 1 << 24  # users x items scored at once (float32: 64 MiB)
 

@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -13,6 +14,7 @@ import pytest
 
 from recbole_mamba.atomics import RawInputError, convert_kuairand, convert_lfm1b
 from recbole_mamba.atomics.convert import KUAIRAND_COLUMNS
+from recbole_mamba.config import RecboleMambaConfig
 
 
 def write_lfm1b(path, n=400, users=6, seed=0):
@@ -100,6 +102,7 @@ def test_lfm1b_item_choice_name_side_files_and_yaml(tmp_path):
     yaml_text = open(os.path.join(stats["folder"], "lfm1b-artist-2k.yaml")).read()
     assert "inter: [user_id, item_id, timestamp]" in yaml_text and "user: [user_id, country" in yaml_text
     assert "item: [item_id, artist_name]" in yaml_text
+    assert "\nMAX_ITEM_LIST_LENGTH: 1997\n" in yaml_text  # the cut less valid, test and the last training target
     assert json.load(open(os.path.join(stats["folder"], "stats.json")))["options"]["item"] == "artist"
 
 
@@ -307,6 +310,13 @@ def test_converted_dataset_trains_mambarec(tmp_path, cli_main):
     assert "kuairand-20" in proc.stdout and "interactions" in proc.stdout
     for suffix in ("inter", "user", "item", "yaml"):
         assert (tmp_path / "dataset_atomics" / "kuairand-20" / f"kuairand-20.{suffix}").exists()
+    data_path = str(tmp_path / "dataset_atomics")
+    cut = RecboleMambaConfig("MambaRec", "kuairand-20", config_dict={"data_path": data_path})
+    assert cut["MAX_ITEM_LIST_LENGTH"] == 17  # the dataset carries its cut
+    assert cut.source_of("MAX_ITEM_LIST_LENGTH") == os.path.join(data_path, "kuairand-20", "kuairand-20.yaml")
+    given = RecboleMambaConfig("MambaRec", "kuairand-20", config_dict={"data_path": data_path,
+                                                                       "MAX_ITEM_LIST_LENGTH": 10})
+    assert given["MAX_ITEM_LIST_LENGTH"] == 10 and given.source_of("MAX_ITEM_LIST_LENGTH") == "given"
     code, out, err = cli_main(tmp_path, "--dataset=kuairand-20", "--epochs=1", "--hidden_size=16",
                               "--MAX_ITEM_LIST_LENGTH=10", "--show_progress=False")
     assert code == 0, err[-2000:]
@@ -330,3 +340,19 @@ def test_synthetic_writes_a_dataset_whose_rule_needs_the_long_context(tmp_path, 
     assert "oracle HR@1 by context length" in capsys.readouterr().out
     assert main(["synthetic", "--lags", "0", "--output-dir", str(tmp_path)]) == 2
     assert "lags must be positive integers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("every", [0.0, 3600.0])  # a progress line for every block, or none before the end
+def test_last_progress_line_is_the_true_count(tmp_path, capsys, monkeypatch, every):
+    from recbole_mamba.atomics import convert
+
+    monkeypatch.setattr(convert._Progress.__init__, "__defaults__", (every,))
+    write_kuairand(tmp_path / "a.csv", [{"user_id": u % 7, "video_id": u, "time_ms": u, "is_click": 1}
+                                        for u in range(500)])
+    write_kuairand(tmp_path / "b.csv", [{"user_id": u % 5, "video_id": u, "time_ms": 10_000 + u, "is_click": u % 2}
+                                        for u in range(300)])
+    stats = convert_kuairand([str(tmp_path / "a.csv"), str(tmp_path / "b.csv")], output_dir=str(tmp_path / "out"))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stats["rows_read"] == 800
+    assert re.fullmatch(r"all inputs: 800 rows read \([\d,]+ rows/s\)", lines[-1])
+    assert (len(lines) > 1) == (every == 0.0)

@@ -26,6 +26,8 @@ MODELS = {  # id -> (model, overrides): one per way a session steps
     "MoEMaTrRec-sequence-gate": ("MoEMaTrRec", {"gate_type": "sequence"}),
     "GRU4Rec": ("GRU4Rec", {"embedding_size": 16}),
     "SASRec": ("SASRec", {}),
+    "MambaRec-popularity-SSM": ("MambaRec", {"loss_type": "SSM", "train_negatives": 16,
+                                             "train_negatives_distribution": "popularity"}),
 }
 
 
@@ -59,7 +61,7 @@ def test_sessions_equal_the_batch_model_before_and_after_the_window(key, checkpo
             error = ((got[real] - expected[real]).abs().max() / expected[real].abs().max()).item()
             assert error <= 1e-5, f"{key} after {n} events: relative error {error:.1e}"
     # the context rule: recurrent models without positions read the whole history
-    whole = key in ("MambaRec", "MambaRec-2-layers", "GRU4Rec")
+    whole = key in ("MambaRec", "MambaRec-2-layers", "GRU4Rec", "MambaRec-popularity-SSM")
     assert (rec.context_limit is None) == whole and session.recurrent == (key != "SASRec")
     if not whole:  # a window: the batch model on the last WINDOW events only
         torch.testing.assert_close(rec.scores([history])[0], rec.scores([history[-WINDOW:]])[0])
