@@ -52,11 +52,12 @@ start = time.perf_counter()
 dataset = (RecBoleLoadedWindows if loader == "recbole" else WindowDataset)(config)
 train, valid, test = data_preparation(config, dataset)
 seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # before the comparison's copy below
 rows = dataset.inter_feat
 torch.save({"rows": {k: rows[k] for k in rows.columns}, "history": dataset.history_sources,
-            "tokens": {f: list(dataset.field2id_token[f]) for f in (dataset.uid_field, dataset.iid_field)}},
+            "tokens": {f: [str(t) for t in dataset.field2id_token[f]] for f in (dataset.uid_field, dataset.iid_field)}},
            out + ".pt")
-json.dump({"seconds": seconds, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+json.dump({"seconds": seconds, "peak_kib": peak,
            "base_kib": base, "interactions": int(len(dataset.history_sources[dataset.item_id_list_field]))},
           open(out, "w"))
 """

@@ -45,6 +45,10 @@ EVALUATE_OPTIONS = [
     ("evaluate", "evaluate a trained model instead of training one (a bare flag)"),
     ("checkpoint", "with --evaluate: a checkpoint written by training (saved/<model>-<time>.pth)"),
 ]
+RESUME_OPTIONS = [
+    ("resume", "continue an interrupted training run after its last evaluated epoch (a bare flag)"),
+    ("checkpoint", "its resume state saved/<model>-<time>-last.pth, its best checkpoint, or their folder"),
+]
 RECOMMEND_OPTIONS = [
     ("recommend", "write the top k items of every user of the training data (a bare flag)"),
     ("checkpoint", "the trained model's checkpoint"),
@@ -90,6 +94,7 @@ def usage():
     options = _option_lines(MAIN_OPTIONS)
     evaluate_options = _option_lines(EVALUATE_OPTIONS)
     recommend_options = _option_lines(RECOMMEND_OPTIONS)
+    resume_options = _option_lines(RESUME_OPTIONS)
     tune_options = _option_lines(TUNE_OPTIONS)
     experiment_options = _option_lines(EXPERIMENT_OPTIONS)
     return (
@@ -105,6 +110,8 @@ def usage():
         f"main options:\n{options}\n\n"
         f"evaluation (python run_recbole_mamba.py --evaluate --checkpoint=PATH [--key=value]):\n"
         f"{evaluate_options}\n\n"
+        f"resuming (python run_recbole_mamba.py --resume --checkpoint=PATH [--key=value]):\n"
+        f"{resume_options}\n\n"
         f"recommendations (python run_recbole_mamba.py --recommend --checkpoint=PATH --out=recs.csv):\n"
         f"{recommend_options}\n\n"
         f"search (python run_recbole_mamba.py --tune --params_file=... [--key=value fixed for every "
@@ -156,6 +163,8 @@ def _main(argv):
         return _evaluate(args)
     if "recommend" in flags:
         return _recommend(args)
+    if "resume" in flags and "checkpoint" in args and "tune" not in flags and "experiment" not in args:
+        return _resume(args)
     if "experiment" in args or ("resume" in flags and "tune" not in flags):
         return _experiment(args, resume="resume" in flags)
     model = args.pop("model", DEFAULT_MODEL)
@@ -176,6 +185,19 @@ def _main(argv):
         cmd_args=[f"--{key}={value}" for key, value in args.items()],
     )
     print(format_result(result, model, result["config"]["dataset"]))
+    return 0
+
+
+def _resume(args):
+    """``--resume --checkpoint=PATH``: continue an interrupted run after its last evaluated epoch."""
+    from recbole_mamba.quick_start import run
+
+    checkpoint = args.pop("checkpoint")
+    if not os.path.exists(checkpoint):
+        raise ConfigError(f"checkpoint not found: {checkpoint}")
+    keep_large_allocations()
+    result = run(None, None, resume=checkpoint, cmd_args=[f"--{key}={value}" for key, value in args.items()])
+    print(format_result(result, result["config"]["model"], result["config"]["dataset"]))
     return 0
 
 

@@ -172,10 +172,11 @@ class RecboleMambaConfig(Config):
 
     Attributes beside RecBole's: ``dataset_requested`` (the name asked for, where it resolved to
     another), ``train_mode_chosen_automatically``, ``train_batch_from_tokens`` (whether
-    ``train_batch_size`` was derived from ``train_batch_tokens``), and ``parameters_dict``: every key's value as
-    merged from the yaml files, dict and command line before RecBole derives its own (a
-    checkpoint stores it, and :func:`recbole_mamba.quick_start.load_run` rebuilds the config from
-    it alone).
+    ``train_batch_size`` was derived from ``train_batch_tokens``), and ``parameters_dict``: every
+    key's value as merged from the yaml files, dict and command line before RecBole derives its
+    own, with the batch sizes the plugin derived from tokens (a checkpoint stores it, and
+    :func:`recbole_mamba.quick_start.load_run` and a resumed ``run`` rebuild the config from it
+    alone).
     """
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=()):
@@ -344,12 +345,15 @@ class RecboleMambaConfig(Config):
             if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
                 raise ConfigError(f"train_batch_tokens must be a positive integer, got {tokens!r}")
             self.final_config_dict["train_batch_size"] = max(1, tokens // length_of(self.final_config_dict))
+            # as a given value, so that a config rebuilt from a checkpoint's parameters keeps it
+            self.parameters_dict["train_batch_size"] = self.final_config_dict["train_batch_size"]
         eval_tokens = self.final_config_dict.get("eval_batch_tokens")
         if eval_tokens is not None and "eval_batch_size" not in self.external_config_dict:
             if not isinstance(eval_tokens, int) or isinstance(eval_tokens, bool) or eval_tokens < 1:
                 raise ConfigError(f"eval_batch_tokens must be a positive integer, got {eval_tokens!r}")
             self.final_config_dict["eval_batch_size"] = max(1, min(
                 self.final_config_dict["eval_batch_size"], eval_tokens // length_of(self.final_config_dict)))
+            self.parameters_dict["eval_batch_size"] = self.final_config_dict["eval_batch_size"]
         drop = self.final_config_dict.get("plateau_loss_drop")
         if not isinstance(drop, (int, float)) or isinstance(drop, bool) or not 0 <= drop < 1:
             raise ConfigError(f"plateau_loss_drop must be a fraction in [0, 1), got {drop!r}")

@@ -24,6 +24,7 @@ from recbole_mamba.model.chunked_ce import cross_entropy_flops, measured_flops_p
 from recbole_mamba.model.losses import SAMPLED_LOSSES
 from recbole_mamba.model.negatives import POPULARITY
 from recbole_mamba.trainer import SafeCheckpointTrainer, checkpoint_parameters, load_checkpoint
+from recbole_mamba.trainer.resume import find_resume_file
 from recbole_mamba.trainer.all_positions import build_model, scores_by_dot_product
 from recbole_mamba.trainer.memory import check_memory
 from recbole_mamba.trainer.ranking import RankingCollector, test_eval_mode
@@ -177,6 +178,7 @@ def run(
     saved=True,
     cmd_args=(),
     epoch_callback=None,
+    resume=None,
 ):
     """Train ``model`` on ``dataset`` and test the best validation checkpoint.
 
@@ -188,7 +190,17 @@ def run(
     ``epochs_run``, ``checkpoint``, and the run's costs and data: ``parameters`` (trainable),
     ``train_seconds`` (per epoch), ``evaluations`` (per validation: epoch, valid_s, valid_score,
     elapsed_s), ``best_evaluation`` (the one kept), ``test_seconds`` and ``dataset_stats``.
+
+    ``resume``: a run's resume state (``saved/<model>-<time>-last.pth``, its best checkpoint, or the
+    folder holding them): the run continues after its last evaluated epoch with the config it was
+    started with (``model``, ``dataset`` and ``config_file_list`` are taken from the state;
+    ``config_dict`` and ``cmd_args`` go on top), and ends as it would have without the interruption.
     """
+    state = None
+    if resume is not None:
+        state = load_checkpoint(find_resume_file(str(resume)))
+        model, dataset, config_file_list = state["model"], state["dataset"], None
+        config_dict = {**checkpoint_parameters(str(resume), state), **(config_dict or {})}
     config = RecboleMambaConfig(
         model=model,
         dataset=dataset,
@@ -207,6 +219,9 @@ def run(
     trainer = SafeCheckpointTrainer(config, recommender)
     trainer.item_tokens = [str(token) for token in data.field2id_token[data.iid_field]]
     epochs_run = 0
+    if state is not None:
+        trainer.resume(state)
+        epochs_run = trainer.start_epoch
 
     def after_validation(epoch_idx, valid_score):
         nonlocal epochs_run
@@ -223,6 +238,8 @@ def run(
         test_data, load_best_model=saved, show_progress=config["show_progress"]
     )
     test_seconds = time.perf_counter() - start
+    if saved:  # finished: nothing to resume
+        trainer.discard_resume_state()
     if logger.isEnabledFor(logging.INFO):  # RecBole's table samples the CPU load for a second
         logger.info(
             "The running environment of this training is as follows:\n"

@@ -74,6 +74,11 @@ class LengthGroupedTrainDataLoader(TrainDataLoader):
             self._plan = length_grouped_batches(self.lengths, self.batch_count, self.max_tokens, self.generator)
         return self._plan
 
+    def plan_again(self):
+        """Forget the coming epoch's plan: the next is drawn from the generator as it is now (after
+        a resumed run restored it)."""
+        self._plan = None
+
     def describe(self):
         """One line: the coming epoch's batches, items and padded positions."""
         lengths, plan = self.lengths, self._planned()

@@ -68,9 +68,14 @@ def _plain(result):
 
 def _train_and_test(cell, folder):
     from recbole_mamba.quick_start import load_run, run
+    from recbole_mamba.trainer.resume import RESUME_SUFFIX
 
+    saved = os.path.join(folder, "saved")
+    interrupted = [os.path.join(saved, name) for name in os.listdir(saved)
+                   if name.endswith(RESUME_SUFFIX)] if os.path.isdir(saved) else []
     result = run(cell["model"], cell["dataset"], config_file_list=[os.path.join(folder, CONFIG_FILE)],
-                 config_dict={"show_progress": False}, saved=True)
+                 config_dict={"show_progress": False}, saved=True,
+                 resume=max(interrupted, key=os.path.getmtime) if interrupted else None)
     config = result["config"]
     protocols = cell["protocols"]
     evaluations = {protocols[0]: {"protocol": result["protocol"], "valid": _plain(result["best_valid_result"]),
@@ -128,22 +133,37 @@ def _die_with_parent():
         pass
 
 
+def _written(folder, name, text):
+    """Whether ``folder/name`` holds ``text`` already."""
+    try:
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            return f.read() == text
+    except OSError:
+        return False
+
+
 def execute_cell(model, dataset, config, protocols, threads, work_name):
     """Run one cell in a child process; returns ``{"metrics": dict, "log": str}``. A child that
     dies without writing its metrics is recorded as failed, or as oom when it was killed with
     SIGKILL (the kernel's out-of-memory killer). The child works in
-    ``<tmp>/recbole-mamba-cells/<work_name>`` (its log and checkpoint), removed afterwards, and
-    before a start: what an interrupted run of the same cell left there goes then."""
+    ``<tmp>/recbole-mamba-cells/<work_name>`` (its log and checkpoints), removed once the cell has
+    its metrics. A run of the grid interrupted before that (Ctrl-C, a lost worker) leaves it: the
+    next run of the same cell, with the same config, resumes from its last evaluated epoch."""
     folder = os.path.join(tempfile.gettempdir(), "recbole-mamba-cells", work_name)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
+    cell_text = json.dumps({"model": model, "dataset": dataset, "protocols": protocols, "threads": threads})
+    config_text = yaml.safe_dump(config, sort_keys=True)
+    resuming = _written(folder, CELL_FILE, cell_text) and _written(folder, CONFIG_FILE, config_text)
+    if not resuming:
+        shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
+    finished = False
     try:
-        with open(os.path.join(folder, CELL_FILE), "w", encoding="utf-8") as f:
-            json.dump({"model": model, "dataset": dataset, "protocols": protocols, "threads": threads}, f)
-        with open(os.path.join(folder, CONFIG_FILE), "w", encoding="utf-8") as f:
-            yaml.safe_dump(config, f, sort_keys=True)
+        with atomic_open(os.path.join(folder, CELL_FILE)) as f:
+            f.write(cell_text)
+        with atomic_open(os.path.join(folder, CONFIG_FILE)) as f:
+            f.write(config_text)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        with open(os.path.join(folder, LOG_FILE), "w", encoding="utf-8") as log:
+        with open(os.path.join(folder, LOG_FILE), "a" if resuming else "w", encoding="utf-8") as log:
             proc = subprocess.run([sys.executable, "-m", "recbole_mamba.experiment.cell", folder], cwd=folder,
                                   stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent,
                                   check=False)
@@ -157,9 +177,11 @@ def execute_cell(model, dataset, config, protocols, threads, work_name):
             metrics = {"status": "oom" if killed else "failed",
                        "error": "killed by SIGKILL (the kernel's out-of-memory killer?)" if killed
                        else f"the cell's process exited with status {proc.returncode} and no metrics"}
+        finished = True
         return {"metrics": metrics, "log": log_text}
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if finished:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

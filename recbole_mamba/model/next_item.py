@@ -58,12 +58,11 @@ class NextItemRecommender(SequentialRecommender):
         self.negative_sampler = negative_sampler(config, dataset, self.n_items)
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
 
-    @staticmethod
-    def config_choice(config, key, choices):
+    def config_choice(self, config, key, choices):
         """``config[key]``, which must be one of ``choices`` (else a :class:`ConfigError`)."""
         value = config[key]
         if value not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+            raise ConfigError(f"{type(self).__name__} takes {key} {' | '.join(map(str, choices))}; got {value!r}")
         return value
 
     def mamba_backend(self, config):

@@ -8,9 +8,13 @@ padding positions are ignored. The hidden state of every position comes from the
 the same as last-position training.
 """
 
+import ast
+import re
 from functools import partial
+from pathlib import Path
 
 import torch
+import yaml
 
 from recbole_mamba.errors import ConfigError
 from recbole_mamba.model.losses import LOSS_TYPES, check_shared_negatives, next_item_loss
@@ -44,6 +48,37 @@ RECBOLE_ADAPTERS = {_seq.SASRec: _sasrec_hidden, _seq.GRU4Rec: _gru4rec_hidden}
 RECBOLE_LOSS_TYPES = ("CE", "BPR")  # what SASRec's and GRU4Rec's constructors accept
 
 
+def _refused_option(model_name, config, message):
+    """(option, values) a RecBole constructor's "Make sure 'key' in [...]!" refused, or None. The
+    option is the named key, unless the model's yaml default for it is not among the values
+    (RecBole names ``loss_type`` for HGN's ``pooling_type``): then the key whose default is."""
+    match = re.search(r"Make sure '(\w+)' in (\[.*\])", message)
+    if match is None:
+        return None
+    key, values = match.group(1), ast.literal_eval(match.group(2))
+    path = Path(recbole_sequential_package().__file__).parents[2] / "properties" / "model" / f"{model_name}.yaml"
+    defaults = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+    if key in defaults and defaults[key] not in values:
+        key = next((k for k, v in defaults.items() if v in values and config[k] not in values), None)
+    return (key, values) if key is not None else None
+
+
+def _construct(model_class, config, dataset):
+    """``model_class(config, dataset)``; where RecBole's constructor refuses the configuration, a
+    one-line :class:`ConfigError` naming the model, the option and the values it takes."""
+    if not model_class.__module__.startswith("recbole."):
+        return model_class(config, dataset)
+    try:
+        return model_class(config, dataset)
+    except (NotImplementedError, AssertionError, ValueError) as e:
+        name, message = model_class.__name__, (str(e).splitlines() or [type(e).__name__])[0]
+        refused = _refused_option(name, config, message)
+        if refused is None:
+            raise ConfigError(f"{name} refuses its configuration: {message}") from None
+        key, values = refused
+        raise ConfigError(f"{name} takes {key} {' | '.join(map(str, values))}; got {config[key]!r}") from None
+
+
 def build_model(model_class, config, dataset):
     """``model_class(config, dataset)``, its item table giving sparse gradients where
     ``item_table_updates`` is ``sparse`` (:mod:`recbole_mamba.trainer.optimizers`). A RecBole
@@ -54,18 +89,17 @@ def build_model(model_class, config, dataset):
     trainer trains it with
     (:func:`recbole_mamba.model.next_item.last_position_loss`, :func:`all_positions_loss`)."""
     if model_class not in RECBOLE_ADAPTERS:
-        return _table_updates(model_class(config, dataset), config)
+        return _table_updates(_construct(model_class, config, dataset), config)
     loss_type = config["loss_type"]
     if loss_type not in LOSS_TYPES:
-        raise ConfigError(f"loss_type must be one of {', '.join(LOSS_TYPES)} for {model_class.__name__}; "
-                          f"got {loss_type!r}")
+        raise ConfigError(f"{model_class.__name__} takes loss_type {' | '.join(LOSS_TYPES)}; got {loss_type!r}")
     check_shared_negatives(loss_type, config["train_negatives"])
     if loss_type in RECBOLE_LOSS_TYPES:
-        model = model_class(config, dataset)
+        model = _construct(model_class, config, dataset)
     else:
         config["loss_type"] = "CE"
         try:
-            model = model_class(config, dataset)
+            model = _construct(model_class, config, dataset)
         finally:
             config["loss_type"] = loss_type
     model.loss_type, model.train_negatives, model.gbce_t = loss_type, config["train_negatives"], config["gbce_t"]

@@ -1,6 +1,7 @@
 """RecBole's Trainer with weights-only checkpoints (see :mod:`recbole_mamba.trainer.checkpoint`)."""
 
 import math
+import os
 import time
 
 from recbole.trainer import Trainer
@@ -10,6 +11,7 @@ from recbole_mamba.data.candidates import CandidateEvalDataLoader
 from recbole_mamba.trainer.all_positions import scores_by_dot_product, training_loss
 from recbole_mamba.trainer.checkpoint import load_checkpoint, parameters_to_json, save_checkpoint
 from recbole_mamba.trainer.optimizers import SparseTableAdam
+from recbole_mamba.trainer.resume import random_state, restore_random_state, resume_file_of
 from recbole_mamba.trainer.ranking import RankingCollector, candidate_topk, chunked_topk
 
 
@@ -33,6 +35,7 @@ class SafeCheckpointTrainer(Trainer):
     initial_loss = None  # fit: the first training batch's loss (the untrained model's)
     patience_from_epoch = None  # fit: the epoch from which early stopping counts (left_initial_plateau)
     batches_per_epoch = 0  # fit: len(train_data)
+    _resumed = None  # resume: the state fit continues from
     _ranked = False  # evaluate: top-k lists without score matrices (see the class docstring)
     _eval_data = None  # evaluate: the dataloader being evaluated
 
@@ -53,16 +56,91 @@ class SafeCheckpointTrainer(Trainer):
         """RecBole's fit, with early stopping patient for at least ``min_patience_steps`` optimizer
         steps: ``stopping_step`` evaluations, or more where an epoch has few batches (all-position
         training on a small dataset); and counting no evaluation without improvement while the
-        training loss is still on its initial plateau (:meth:`left_initial_plateau`; a resumed
-        run has left it). Times each epoch (``train_seconds``, ``evaluations``)."""
-        self.batches_per_epoch = len(train_data)
+        training loss is still on its initial plateau (:meth:`left_initial_plateau`). Times each
+        epoch (``train_seconds``, ``evaluations``). With ``saved``, the state after each evaluated
+        epoch goes to :attr:`resume_file`, from which :meth:`resume` continues the same run."""
+        # as the first epoch had it (a length-grouped epoch's batch count varies a little)
+        self.batches_per_epoch = len(train_data) if self._resumed is None else self._resumed["batches_per_epoch"]
         self.stopping_step = self.patience_in_evaluations(self.batches_per_epoch)
-        self.train_seconds, self.evaluations = [], []
-        self.patience_from_epoch = self.start_epoch if self.start_epoch > 0 else None
-        self.initial_loss = None
-        self._fit_start = time.perf_counter()
+        if self._resumed is None:
+            self.train_seconds, self.evaluations = [], []
+            self.patience_from_epoch = self.start_epoch if self.start_epoch > 0 else None
+            self.initial_loss = None
+            self._fit_start = time.perf_counter()
+        else:
+            self._fit_start = time.perf_counter() - self._resumed["elapsed_s"]
+            restore_random_state(self._resumed["random_state"], train_data)
+            self._resumed = None
+            if self.start_epoch >= self.epochs or self.cur_step > self.stopping_step:
+                return self.best_valid_score, self.best_valid_result  # it had finished training
+
+        def end_of_epoch(epoch_idx, valid_score):
+            if saved:
+                self._save_resume_state(epoch_idx, train_data)
+            if callback_fn is not None:
+                callback_fn(epoch_idx, valid_score)
+
         return super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
-                           callback_fn=callback_fn)
+                           callback_fn=end_of_epoch)
+
+    @property
+    def resume_file(self):
+        """Where the state after the last evaluated epoch goes: the checkpoint's name + ``-last``."""
+        return resume_file_of(self.saved_model_file)
+
+    def _save_resume_state(self, epoch, train_data):
+        """Everything the next epoch depends on, weights-only and atomically (a kill during the
+        write leaves the previous epoch's state)."""
+        save_checkpoint(
+            self.resume_file,
+            model=self.config["model"],
+            dataset=self.config["dataset"],
+            parameters_json=parameters_to_json(self.config),
+            item_tokens=self.item_tokens,
+            epoch=int(epoch),
+            cur_step=int(self.cur_step),
+            best_valid_score=float(self.best_valid_score),
+            best_valid_result=None if self.best_valid_result is None else {
+                key: float(value) for key, value in self.best_valid_result.items()},
+            best_checkpoint=os.path.abspath(self.saved_model_file),
+            train_loss={str(key): float(value) for key, value in self.train_loss_dict.items()},
+            patience_from_epoch=self.patience_from_epoch,
+            initial_loss=self.initial_loss,
+            train_seconds=[float(s) for s in self.train_seconds],
+            evaluations=[{key: float(value) for key, value in e.items()} for e in self.evaluations],
+            elapsed_s=time.perf_counter() - self._fit_start,
+            batches_per_epoch=int(self.batches_per_epoch),
+            random_state=random_state(train_data),
+            state_dict=self.model.state_dict(),
+            other_parameter=self.model.other_parameter(),
+            optimizer=self.optimizer.state_dict(),
+        )
+
+    def discard_resume_state(self):
+        """Remove :attr:`resume_file` (a finished run has nothing to resume)."""
+        if os.path.exists(self.resume_file):
+            os.remove(self.resume_file)
+
+    def resume(self, state):
+        """Continue the run whose :attr:`resume_file` was loaded as ``state``
+        (:func:`~recbole_mamba.trainer.checkpoint.load_checkpoint`): weights, optimizer, epoch
+        counter, best result and its checkpoint, early-stopping state, timings; the random
+        generators and the training-batch order are restored when :meth:`fit` starts."""
+        self.saved_model_file = state["best_checkpoint"]
+        self.start_epoch = state["epoch"] + 1
+        self.cur_step = state["cur_step"]
+        self.best_valid_score = state["best_valid_score"]
+        self.best_valid_result = state["best_valid_result"]
+        self.train_loss_dict = {int(key): value for key, value in state["train_loss"].items()}
+        self._epoch = state["epoch"]
+        self.patience_from_epoch, self.initial_loss = state["patience_from_epoch"], state["initial_loss"]
+        self.train_seconds, self.evaluations = list(state["train_seconds"]), list(state["evaluations"])
+        for evaluation in self.evaluations:
+            evaluation["epoch"] = int(evaluation["epoch"])
+        self._load_model_weights(state)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._resumed = state
+        self.logger.info(set_color("resumed", "blue") + f": after epoch {state['epoch']} of {self.saved_model_file}")
 
     def best_evaluation(self):
         """The first validation of ``fit`` with the best score (the checkpoint kept), or None."""
