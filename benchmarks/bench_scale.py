@@ -2,7 +2,7 @@
 every stage, and how they grow with the number of users.
 
 For each size, a generated KuaiRand-shaped log (``--rows-per-user`` raw rows a user, half of them
-clicks, videos drawn from a power law over ``--videos``) is converted with the README's command
+clicks, videos drawn from a power law over ``--videos``) is converted with the converter's command
 (``python -m recbole_mamba.atomics kuairand LOG --max-len L+3``), then each model is trained for
 one epoch and evaluated on valid and test with ``python run_recbole_mamba.py`` under full ranking
 and under a sampled protocol, with a sampled-softmax loss (``--loss_type=SSM``). Each command runs

@@ -22,6 +22,7 @@ from pathlib import Path
 from recbole.config import Config
 from recbole.utils import InputType
 
+from recbole_mamba.atomics.check import header_fields
 from recbole_mamba.errors import ConfigError
 from recbole_mamba.model.losses import SAMPLED_LOSSES
 from recbole_mamba.model.negatives import NEGATIVE_DISTRIBUTIONS, POPULARITY
@@ -283,6 +284,7 @@ class RecboleMambaConfig(Config):
         final = self.final_config_dict
         separator = final.get("field_separator") or "\t"
         path = os.path.join(folder, f"{self.dataset}.inter")
+        header_fields(path, separator)  # name:type columns, and a file with another separator told so
         fields = read_inter_header(path, separator)
         keys = ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD")
         needed = [final[key] for key in keys]

@@ -92,6 +92,21 @@ def check_sampled_evaluation(config, dataset):
                               f"{max(config['topk'])}; use more negatives or a smaller topk")
 
 
+def check_splits(config, loaders, statistics):
+    """Every split has rows: a dataset too small for the protocol is refused before training, in
+    one line saying what it has and what the protocol needs."""
+    sizes = dict(zip(("training", "valid", "test"), (len(loader._dataset) for loader in loaders), strict=True))
+    if all(sizes.values()):
+        return
+    split = config["eval_args"]["split"]
+    need = ("leave-one-out gives a user training, valid and test rows from 4 interactions on (the first "
+            "has no history)" if "LS" in split else f"the split {split} needs rows in each part")
+    raise ConfigError(
+        f"{config['dataset']} is too small for its protocol: {', '.join(f'{n:,} {name}' for name, n in sizes.items())} "
+        f"rows from {statistics['users']:,} users of at most {statistics['max_seq_len']:,} interactions "
+        f"and {statistics['items']:,} items; {need}")
+
+
 def encode_once(config, loader):
     """``loader``, or for sampled evaluation of a dot-product model under top-k metrics its
     :class:`CandidateEvalDataLoader` (each row encoded once, not once per candidate)."""
@@ -156,6 +171,7 @@ def _build(config):
     history = history_to_exclude(config, data)
     statistics = dataset_statistics(data)  # before the split: RecBole's augmentation drops each first item
     train_data, valid_data, test_data = data_preparation(config, data)
+    check_splits(config, (train_data, valid_data, test_data), statistics)
     if config["train_mode"] == ALL_POSITIONS and config["train_batch_order"] == "length":
         train_data = LengthGroupedTrainDataLoader(config, train_data._dataset, train_data._sampler)
         logger.info(set_color("train batches", "blue") + f": {train_data.describe()}")

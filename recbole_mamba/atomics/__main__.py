@@ -1,5 +1,6 @@
-"""``python -m recbole_mamba.atomics {kuairand,lfm1b} INPUT ... [options]`` and
-``python -m recbole_mamba.atomics synthetic [options]``."""
+"""``python -m recbole_mamba.atomics {kuairand,lfm1b} INPUT ... [options]``,
+``python -m recbole_mamba.atomics synthetic [options]`` and
+``python -m recbole_mamba.atomics check DIR/NAME``."""
 
 import argparse
 import sys
@@ -24,7 +25,8 @@ def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     ConvertOptions.add_arguments(common)
 
-    parser = argparse.ArgumentParser(prog=PROG, description="Convert raw dumps to RecBole atomic files.")
+    parser = argparse.ArgumentParser(prog=PROG, description="Convert raw dumps to RecBole atomic files, or check "
+                                                             "atomic files.")
     sub = parser.add_subparsers(dest="source", required=True)
     kuai = sub.add_parser("kuairand", parents=[common], help="KuaiRand log_*.csv files")
     kuai.add_argument("inputs", nargs="+", metavar="INPUT")
@@ -38,7 +40,7 @@ def build_parser():
     lfm.add_argument("--item", choices=["track", "album", "artist"], default="track")
     lfm.add_argument("--users-file", help="LFM-1b_users.txt, written as the .user file")
     lfm.add_argument("--items-file", help="LFM-1b_tracks/albums/artists.txt (as --item), written as the .item file")
-    syn = sub.add_parser("synthetic", help="generated data with a planted long-range rule (see README)")
+    syn = sub.add_parser("synthetic", help="generated data with a planted long-range rule (see docs/converters.md)")
     syn.add_argument("--users", type=int, default=1000)
     syn.add_argument("--length", type=int, default=200, help="interactions per user")
     syn.add_argument("--items", type=int, default=500)
@@ -48,6 +50,10 @@ def build_parser():
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--name", help="dataset name (default synthetic-<lags>)")
     syn.add_argument("--output-dir", default="dataset_atomics")
+    check = sub.add_parser("check", help="check an atomic dataset (DIR/NAME) without training: its files, "
+                                         "its Table-1 row, the users each protocol keeps")
+    check.add_argument("folder", metavar="DIR/NAME")
+    check.add_argument("--model", default="MambaRec", help="the model whose defaults the check reads (default MambaRec)")
     return parser
 
 
@@ -55,6 +61,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     return_large_allocations()  # peak RSS follows live data (see recbole_mamba.allocator)
     try:
+        if args.source == "check":
+            from recbole_mamba.atomics.dataset_check import check_dataset
+
+            lines, trains = check_dataset(args.folder, args.model)
+            print("\n".join(lines))
+            return 0 if trains else 2
         if args.source == "synthetic":
             stats = write_synthetic(args.output_dir, users=args.users, length=args.length, items=args.items,
                                     lags=args.lags, noise=args.noise, seed=args.seed, name=args.name)

@@ -20,6 +20,8 @@ import math
 import pandas as pd
 from recbole.data.dataset import dataset as recbole_dataset_module
 
+from recbole_mamba.atomics.check import AtomicFileError, check_file, fields_match, header_fields
+
 
 class _CParserPandas:
     """pandas, except that ``read_csv`` uses the C parser."""
@@ -42,9 +44,24 @@ def admits_every_count(intervals):
 
 class AtomicFileLoading:
     """Mixin for a RecBole ``Dataset`` class: C parser for one-character separators; no counting
-    for interaction-number filters that keep everything."""
+    for interaction-number filters that keep everything; and a file RecBole cannot load, or loads
+    with values missing, is checked line by line (:mod:`recbole_mamba.atomics.check`) so that the
+    error names its lines, fields and values."""
 
     def _load_feat(self, filepath, source):
+        separator = self.config["field_separator"]
+        fields = header_fields(filepath, separator)
+        try:
+            frame = self._read_feat(filepath, source)
+        except (ValueError, pd.errors.ParserError) as error:
+            self._file_problems(filepath, source).raise_any()
+            raise AtomicFileError(f"{filepath}: RecBole cannot load it: {str(error).splitlines()[0]}") from None
+        if frame is not None and (frame.isna().to_numpy().any()  # empty values, or fields missing
+                                  or not fields_match(filepath, separator, len(fields))):  # or too many
+            self._file_problems(filepath, source).raise_any()
+        return frame
+
+    def _read_feat(self, filepath, source):
         if len(self.config["field_separator"]) != 1:
             return super()._load_feat(filepath, source)
         recbole_pandas = recbole_dataset_module.pd
@@ -53,6 +70,14 @@ class AtomicFileLoading:
             return super()._load_feat(filepath, source)
         finally:
             recbole_dataset_module.pd = recbole_pandas
+
+    def _file_problems(self, filepath, source):
+        """:class:`~recbole_mamba.atomics.check.Problems` of the columns RecBole loads of the file."""
+        load_col, _ = self._get_load_and_unload_col(source)
+        ids = {"inter": (self.uid_field, self.iid_field, self.time_field), "user": (self.uid_field,),
+               "item": (self.iid_field,)}.get(getattr(source, "value", source), ())
+        return check_file(filepath, self.config["field_separator"], load_col, [f for f in ids if f],
+                          self.config["seq_separator"] or " ")
 
     def _filter_by_inter_num(self):
         if all(admits_every_count(self._parse_intervals_str(self.config[key]))

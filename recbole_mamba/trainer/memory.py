@@ -34,7 +34,7 @@ GIB = 1 << 30
 # reuses only in part), and what the trainer, its loaders and checkpointing add to the process
 # once training starts. Fitted to the 250-user runs of benchmarks/bench_scale.py (2-core VM,
 # L = 2,000, 0.4 M items: MambaRec 1.72 and 1.54 GiB, SASRec 5.08 GiB peak) and checked on its
-# 1,000-user runs (README, "Million-item catalogues").
+# 1,000-user runs (docs/large-catalogues.md).
 RESIDENT_PER_TENSOR_BYTE = 1.6
 TRAINING_RUNTIME_BYTES = 0.3 * GIB
 # probes of 2 and 4 rows of 256 items and 4 rows of 512 (fewer where MAX_ITEM_LIST_LENGTH is

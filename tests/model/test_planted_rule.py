@@ -10,7 +10,7 @@ valid and test histories: with ``MAX_ITEM_LIST_LENGTH`` interactions, SASRec, Re
 MoEMaTrRec would score valid and test at position embeddings that no training row reaches
 (:mod:`recbole_mamba.data.positions`), and SASRec, which attends by position, stays at chance.
 
-Lags 4 to 64, each alone in a window of 80, are ``benchmarks/bench_planted_lags.py``'s (README,
+Lags 4 to 64, each alone in a window of 80, are ``benchmarks/bench_planted_lags.py``'s (docs/comparisons.md,
 "Stalls and planted rules"): SASRec learns all of them, MoEMaTrRec all to 32, MambaRec, RecMamba
 and GRU4Rec 16 approximately and not 32 or 64.
 """
