@@ -91,15 +91,11 @@ class SafeCheckpointTrainer(Trainer):
     def _save_resume_state(self, epoch, train_data):
         """Everything the next epoch depends on, weights-only and atomically (a kill during the
         write leaves the previous epoch's state)."""
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
         save_checkpoint(
             self.resume_file,
-            model=self.config["model"],
-            dataset=self.config["dataset"],
-            parameters_json=parameters_to_json(self.config),
-            item_tokens=self.item_tokens,
-            epoch=int(epoch),
-            cur_step=int(self.cur_step),
-            best_valid_score=float(self.best_valid_score),
+            **self._checkpoint_state(epoch),
             best_valid_result=None if self.best_valid_result is None else {
                 key: float(value) for key, value in self.best_valid_result.items()},
             best_checkpoint=os.path.abspath(self.saved_model_file),
@@ -111,9 +107,6 @@ class SafeCheckpointTrainer(Trainer):
             elapsed_s=time.perf_counter() - self._fit_start,
             batches_per_epoch=int(self.batches_per_epoch),
             random_state=random_state(train_data),
-            state_dict=self.model.state_dict(),
-            other_parameter=self.model.other_parameter(),
-            optimizer=self.optimizer.state_dict(),
         )
 
     def discard_resume_state(self):
@@ -206,12 +199,10 @@ class SafeCheckpointTrainer(Trainer):
         self.train_seconds.append(time.perf_counter() - start)
         return loss
 
-    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
-        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        save_checkpoint(
-            saved_model_file,
+    def _checkpoint_state(self, epoch):
+        """What every checkpoint holds: the run's parameters, item tokens, counters, weights and
+        optimizer state."""
+        return dict(
             model=self.config["model"],
             dataset=self.config["dataset"],
             parameters_json=parameters_to_json(self.config),
@@ -223,6 +214,12 @@ class SafeCheckpointTrainer(Trainer):
             other_parameter=self.model.other_parameter(),
             optimizer=self.optimizer.state_dict(),
         )
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        save_checkpoint(saved_model_file, **self._checkpoint_state(epoch))
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
