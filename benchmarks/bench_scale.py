@@ -171,7 +171,7 @@ class MemoryModel:
 
     def peak(self, model, users, length, items, mode, device):
         """Estimated peak bytes of one cell on ``device`` ('cpu' or 'cuda')."""
-        from recbole_mamba.trainer.memory import RESIDENT_PER_TENSOR_BYTE, TRAINING_RUNTIME_BYTES
+        from recbole_mamba.trainer.memory import TRAINING_RUNTIME_BYTES, steps_peak
 
         estimate, others = self._estimate(model, length, mode)
         interactions = users * (length + 3)
@@ -180,10 +180,11 @@ class MemoryModel:
         train = estimate.train_bytes(max(1, estimate.config["train_batch_tokens"] // length), items)
         evaluation = estimate.eval_bytes(estimate.config["eval_batch_size"], items)
         update = 3 * (params - table if estimate.sparse_table else params)  # gradients, Adam's temporaries
-        factor = RESIDENT_PER_TENSOR_BYTE if device == "cpu" else 1.0
         host = self.base + self.per_interaction * interactions + TRAINING_RUNTIME_BYTES
-        held = 3 * params + (host if device == "cpu" else CUDA_CONTEXT)
-        return held + max(factor * train, update, factor * evaluation)
+        # Adam's two moments, the best weights loaded for the test, and the parameters (on a CPU
+        # in the host's measured memory)
+        held = 3 * params + (host if device == "cpu" else params + CUDA_CONTEXT)
+        return held + steps_peak(train, update, evaluation, device == "cpu")
 
 
 def report_memory_model(memory_model, measured, models, modes):

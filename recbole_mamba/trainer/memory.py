@@ -2,14 +2,18 @@
 
 The estimate adds, on the device that trains:
 - the optimizer's state (Adam: two moments, 2 x the parameters) and, on a GPU, the parameters;
-- the largest of one training step (forward, loss, backward) of a full batch, the optimizer's
-  update (the gradients and Adam's temporaries: 3 x the parameters, measured) and one evaluation
-  batch (forward, ranking). The models' encoding is measured on three small probe batches of
-  random items by counting the bytes of the tensors alive at its peak (:class:`LiveBytes`),
-  fitted as ``fixed + rows x (a x length + b x length^2)`` (attention is quadratic in length) and
-  extrapolated to the run's batch; the loss's and the ranking's working sets come from their
-  formulas (:func:`loss_bytes`, :func:`ranking_bytes`). On a CPU the step costs
-  :data:`RESIDENT_PER_TENSOR_BYTE` times its tensors in resident memory;
+- the best checkpoint's weights, which the test loads beside the model's (on a CPU, mapped from
+  the file: its pages count as they are read);
+- the larger of one training step (forward, loss, backward) of a full batch and the optimizer's
+  update (the gradients and Adam's temporaries: 3 x the parameters, measured), and one
+  evaluation batch (forward, ranking): on a GPU the larger of the two (the caching allocator
+  reuses the training step's blocks), on a CPU their sum (evaluation comes on top of the heap the
+  training epoch leaves; measured with benchmarks/bench_scale.py). The models' encoding is
+  measured on three small probe batches of random items by counting the bytes of the tensors alive
+  at its peak (:class:`LiveBytes`), fitted as ``fixed + rows x (a x length + b x length^2)``
+  (attention is quadratic in length) and extrapolated to the run's batch; the loss's and the
+  ranking's working sets come from their formulas (:func:`loss_bytes`, :func:`ranking_bytes`). On
+  a CPU a step costs :data:`RESIDENT_PER_TENSOR_BYTE` times its tensors in resident memory;
 - on a CPU, the process's resident memory when the estimate is made (the dataset, loaded; the
   parameters).
 
@@ -222,6 +226,15 @@ def ranking_bytes(rows, n_items, k, candidates, hidden_size):
     return rows * candidates * (2 * hidden_size * 4 + 16)
 
 
+def steps_peak(training_step, update, evaluation, on_cpu):
+    """What the steps add to the memory held throughout: the training step and the optimizer's
+    update take turns; evaluation takes its turn on a GPU and comes on top on a CPU, where tensors
+    cost :data:`RESIDENT_PER_TENSOR_BYTE` times their bytes (see :attr:`RunMemory.peak`)."""
+    factor = RESIDENT_PER_TENSOR_BYTE if on_cpu else 1.0
+    train = max(factor * training_step, update)
+    return train + factor * evaluation if on_cpu else max(train, evaluation)
+
+
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sparse_adam": 2, "adagrad": 1, "rmsprop": 1, "sgd": 0}
 
 
@@ -273,7 +286,10 @@ class RunMemory:
         self.parts["evaluation batch"] = self.eval_bytes(config["eval_batch_size"])
         # the optimizer's update: the gradients, and Adam's temporaries (measured: 2 x the parameters)
         self.parts["optimizer update"] = (1 + states) * (params - table)  # sparse: the table's rows read only
-        self.per_tensor_byte = RESIDENT_PER_TENSOR_BYTE if torch.device(device).type == "cpu" else 1.0
+        # the test loads the best checkpoint's weights beside the model's (on a CPU, mapped from its file)
+        self.parts["best weights, loaded for the test"] = params
+        self.on_cpu = torch.device(device).type == "cpu"
+        self.per_tensor_byte = RESIDENT_PER_TENSOR_BYTE if self.on_cpu else 1.0
         self.steps = ("training step", "optimizer update", "evaluation batch")
 
     def _states(self, rows):
@@ -301,10 +317,13 @@ class RunMemory:
 
     @property
     def peak(self):
-        """Training and evaluation take turns; everything else is held throughout. On a CPU a step's
-        tensors cost :data:`RESIDENT_PER_TENSOR_BYTE` times their size in resident memory."""
-        return self._held + max(self.per_tensor_byte * self.parts["training step"], self.parts["optimizer update"],
-                                self.per_tensor_byte * self.parts["evaluation batch"])
+        """Everything else is held throughout; the training step and the optimizer's update take
+        turns. On a GPU evaluation takes its turn too (the caching allocator reuses the training
+        step's blocks); on a CPU it comes on top of the heap the training epoch left (measured:
+        benchmarks/bench_scale.py's valid stage adds the evaluation to the training stage's peak),
+        and a step's tensors cost :data:`RESIDENT_PER_TENSOR_BYTE` times their size."""
+        return self._held + steps_peak(self.parts["training step"], self.parts["optimizer update"],
+                                       self.parts["evaluation batch"], self.on_cpu)
 
     @property
     def _held(self):
@@ -318,9 +337,10 @@ class RunMemory:
     def eval_rows_that_fit(self, available):
         """The most evaluation rows (at most ``eval_batch_size``) whose batch fits beside the rest
         within ``available`` bytes, or 0."""
-        room = (available - self._held) / self.per_tensor_byte
-        if self.parts["training step"] > room or self.parts["optimizer update"] > available - self._held:
+        train = max(self.per_tensor_byte * self.parts["training step"], self.parts["optimizer update"])
+        if train > available - self._held:
             return 0
+        room = (available - self._held - (train if self.on_cpu else 0)) / self.per_tensor_byte
         low, high = 0, self.config["eval_batch_size"]
         while low < high:  # the largest rows with eval_bytes(rows) <= room
             middle = (low + high + 1) // 2
@@ -332,7 +352,11 @@ class RunMemory:
 
     def fixes(self, available):
         """What would bring the peak within ``available`` bytes, as settings to change."""
-        room = (available - self._held) / self.per_tensor_byte
+        free = available - self._held
+        train = max(self.per_tensor_byte * self.parts["training step"], self.parts["optimizer update"])
+        evaluation = self.per_tensor_byte * self.parts["evaluation batch"]
+        # on a CPU a step's room is what the other leaves, and at least half of what is free
+        room = (free - (min(evaluation, free / 2) if self.on_cpu else 0)) / self.per_tensor_byte
         fixes = []
         if self.parts["training step"] > room:
             rows = max((r for r in (2 ** i for i in range(20)) if self.train_bytes(r) <= room), default=0)
@@ -342,11 +366,12 @@ class RunMemory:
                 fixes.append(f"--train_batch_size={rows}")
             if self.config["loss_type"] == "CE" and self.dot_product and self._ce_share() > 0.25:
                 fixes.append("--loss_type=SSM (a sampled softmax)")
+        room = (free - (min(train, free / 2) if self.on_cpu else 0)) / self.per_tensor_byte
         if self.parts["evaluation batch"] > room:
             rows = max((r for r in (2 ** i for i in range(20)) if self.eval_bytes(r) <= room), default=0)
             if rows:
                 fixes.append(f"--eval_batch_size={rows}")
-        if room <= 0 or not fixes:
+        if free <= 0 or not fixes:
             fixes.append("fewer items (--min-item-count when converting), a smaller hidden_size or a shorter "
                          "MAX_ITEM_LIST_LENGTH")
         return fixes

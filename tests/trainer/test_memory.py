@@ -52,7 +52,8 @@ def test_estimate_leaves_random_state_and_gradients_as_they_were(tiny_data_path)
     assert all(p.grad is None for p in model.parameters())
     assert model.training
     assert set(estimate.parts) == {"optimizer state", "process now (dataset, parameters)", "trainer and loaders",
-                                   "training step", "optimizer update", "evaluation batch"}
+                                   "training step", "optimizer update", "evaluation batch",
+                                   "best weights, loaded for the test"}
     assert estimate.peak > 0
 
 
@@ -100,13 +101,14 @@ def test_an_evaluation_batch_that_does_not_fit_is_made_smaller(tiny_data_path, m
     estimate = RunMemory(config, model, "cpu", 0)
     assert estimate.parts["evaluation batch"] > estimate.parts["training step"]
     factor = memory.RESIDENT_PER_TENSOR_BYTE
-    budget = estimate._held + factor * max(estimate.parts["training step"], estimate.eval_bytes(8)) * 1.01
+    # on a CPU evaluation comes on top of the training step
+    budget = estimate._held + factor * (estimate.parts["training step"] + estimate.eval_bytes(8)) * 1.01
     monkeypatch.setattr(memory, "available_bytes", lambda device: budget)
     monkeypatch.setattr(memory, "resident_bytes", lambda: 0)
     before = config["eval_batch_size"]
     rows = check_memory(config, model, eval_loaders=loaders).config["eval_batch_size"]
     assert 8 <= rows < before and config["eval_batch_size"] == rows
-    room = (budget - estimate._held) / factor
+    room = (budget - estimate._held) / factor - estimate.parts["training step"]
     assert estimate.eval_bytes(rows) <= room < estimate.eval_bytes(rows + 1)
     assert all(loader.step == rows for loader in loaders)
     config, model, loaders = built(eval_batch_size=before)
@@ -130,3 +132,16 @@ def test_fixes_name_the_settings_that_apply(tiny_data_path, monkeypatch):
     fixes = estimate.fixes(estimate._held + estimate.train_bytes(64))
     assert any(fix.startswith("--train_batch_size=") for fix in fixes), fixes
     assert not any("train_batch_tokens" in fix for fix in fixes), fixes
+
+
+def test_on_a_cpu_evaluation_comes_on_top_of_training_and_on_a_gpu_takes_turns(tiny_data_path):
+    config, model = build(tiny_data_path, "MambaRec", train_mode="all_positions")
+    estimate = RunMemory(config, model, "cpu", 0)
+    parts, factor = estimate.parts, memory.RESIDENT_PER_TENSOR_BYTE
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert parts["best weights, loaded for the test"] == params
+    train = max(factor * parts["training step"], parts["optimizer update"])
+    assert estimate.peak == pytest.approx(estimate._held + train + factor * parts["evaluation batch"])
+    estimate.on_cpu, estimate.per_tensor_byte = False, 1.0  # as on a GPU
+    assert estimate.peak == pytest.approx(estimate._held + max(parts["training step"], parts["optimizer update"],
+                                                               parts["evaluation batch"]))
