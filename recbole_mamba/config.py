@@ -292,7 +292,7 @@ class RecboleMambaConfig(Config):
             field = final[key]
             if field not in fields:
                 fix = ("add a timestamp:float column (any increasing number orders the rows), or "
-                       f"name the column that orders them with --TIME_FIELD=<column>"
+                       "name the column that orders them with --TIME_FIELD=<column>"
                        if key == "TIME_FIELD" else f"rename the column, or set --{key}=<column>")
                 raise ConfigError(
                     f"{path} has no {field!r} column (its columns: {', '.join(fields)}); "

@@ -91,7 +91,6 @@ def _scan_bwd(u, delta, A, B, C, D, z, bias, dout,
     scratch."""
     b = tl.program_id(0)
     blk = tl.program_id(1)
-    n_blocks = tl.num_programs(1)
     batch = tl.num_programs(0)
     d = blk * BLOCK_D + tl.arange(0, BLOCK_D)
     k = tl.arange(0, BLOCK_N)
