@@ -14,7 +14,6 @@ problem is read again line by line, for the exact line numbers.
 
 import csv
 import io
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -187,13 +186,15 @@ def check_file(path, separator, loaded=None, required=(), seq_separator=" "):
     return AtomicFileCheck(path, separator, fields, loaded, required, seq_separator).run()
 
 
+def id_fields(suffix, user, item, time):
+    """The fields of a ``.inter``, ``.user`` or ``.item`` file that need a value in every row."""
+    fields = {"inter": (user, item, time), "user": (user,), "item": (item,)}.get(suffix, ())
+    return [field for field in fields if field]
+
+
 def load_columns(config, suffix):
     """The columns RecBole loads of ``<dataset>.<suffix>`` (None: all), as ``load_col`` says."""
     load_col = config["load_col"]
     if isinstance(load_col, dict):
         return load_col.get(suffix) if suffix in load_col else []
     return None
-
-
-def atomic_path(config, suffix="inter"):
-    return os.path.join(config["data_path"], config["dataset"], f"{config['dataset']}.{suffix}")

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from recbole_mamba.atomics.check import check_file, load_columns
+from recbole_mamba.atomics.check import check_file, id_fields, load_columns
 from recbole_mamba.atomics.writer import format_table, sequence_stats
 from recbole_mamba.errors import ConfigError
 
@@ -33,12 +33,11 @@ def check_dataset(folder, model="MambaRec", overrides=None):
     config = RecboleMambaConfig(model, name, config_dict={"data_path": data_path, "state": "ERROR",
                                                           **(overrides or {})})
     separator, seq_separator = config["field_separator"], config["seq_separator"] or " "
-    ids = {"inter": (config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["TIME_FIELD"]),
-           "user": (config["USER_ID_FIELD"],), "item": (config["ITEM_ID_FIELD"],)}
-    for suffix, required in ids.items():
+    for suffix in ("inter", "user", "item"):
         path = os.path.join(folder, f"{name}.{suffix}")
         loaded = load_columns(config, suffix)
         if os.path.isfile(path) and loaded != []:
+            required = id_fields(suffix, config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["TIME_FIELD"])
             check_file(path, separator, loaded, required, seq_separator).raise_any()
     dataset = create_dataset(config)
     user = np.asarray(dataset.inter_feat[dataset.uid_field])

@@ -20,7 +20,7 @@ import math
 import pandas as pd
 from recbole.data.dataset import dataset as recbole_dataset_module
 
-from recbole_mamba.atomics.check import AtomicFileError, check_file, fields_match, header_fields
+from recbole_mamba.atomics.check import AtomicFileError, check_file, fields_match, header_fields, id_fields
 
 
 class _CParserPandas:
@@ -74,9 +74,8 @@ class AtomicFileLoading:
     def _file_problems(self, filepath, source):
         """:class:`~recbole_mamba.atomics.check.Problems` of the columns RecBole loads of the file."""
         load_col, _ = self._get_load_and_unload_col(source)
-        ids = {"inter": (self.uid_field, self.iid_field, self.time_field), "user": (self.uid_field,),
-               "item": (self.iid_field,)}.get(getattr(source, "value", source), ())
-        return check_file(filepath, self.config["field_separator"], load_col, [f for f in ids if f],
+        required = id_fields(getattr(source, "value", source), self.uid_field, self.iid_field, self.time_field)
+        return check_file(filepath, self.config["field_separator"], load_col, required,
                           self.config["seq_separator"] or " ")
 
     def _filter_by_inter_num(self):
