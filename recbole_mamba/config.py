@@ -284,8 +284,8 @@ class RecboleMambaConfig(Config):
         final = self.final_config_dict
         separator = final.get("field_separator") or "\t"
         path = os.path.join(folder, f"{self.dataset}.inter")
-        header_fields(path, separator)  # name:type columns, and a file with another separator told so
-        fields = read_inter_header(path, separator)
+        # name:type columns, and a file with another separator told so
+        fields = [name for name, _ in header_fields(path, separator)]
         keys = ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD")
         needed = [final[key] for key in keys]
         for key in keys:

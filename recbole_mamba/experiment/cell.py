@@ -68,14 +68,11 @@ def _plain(result):
 
 def _train_and_test(cell, folder):
     from recbole_mamba.quick_start import load_run, run
-    from recbole_mamba.trainer.resume import RESUME_SUFFIX
+    from recbole_mamba.trainer.resume import resume_files
 
-    saved = os.path.join(folder, "saved")
-    interrupted = [os.path.join(saved, name) for name in os.listdir(saved)
-                   if name.endswith(RESUME_SUFFIX)] if os.path.isdir(saved) else []
+    saved = os.path.join(folder, "saved")  # an interrupted run of this cell left its state there
     result = run(cell["model"], cell["dataset"], config_file_list=[os.path.join(folder, CONFIG_FILE)],
-                 config_dict={"show_progress": False}, saved=True,
-                 resume=max(interrupted, key=os.path.getmtime) if interrupted else None)
+                 config_dict={"show_progress": False}, saved=True, resume=saved if resume_files(saved) else None)
     config = result["config"]
     protocols = cell["protocols"]
     evaluations = {protocols[0]: {"protocol": result["protocol"], "valid": _plain(result["best_valid_result"]),

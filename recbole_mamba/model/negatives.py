@@ -41,10 +41,6 @@ class NegativeSampler(nn.Module):
                 raise ValueError("popularity negatives need at least one counted item")
             self.register_buffer("cumulative", torch.cumsum(counts, 0), persistent=False)
 
-    @property
-    def distribution(self):
-        return POPULARITY if self.popularity else UNIFORM
-
     def draw(self, shape, device=None, generator=None):
         """Items of ``shape``, drawn independently (with replacement)."""
         if not self.popularity:

@@ -22,11 +22,18 @@ def resume_file_of(checkpoint_file):
     return root + RESUME_SUFFIX
 
 
+def resume_files(folder):
+    """The resume states in ``folder`` (a run's ``checkpoint_dir``; none where it does not exist)."""
+    if not os.path.isdir(folder):
+        return []
+    return [os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(RESUME_SUFFIX)]
+
+
 def find_resume_file(path):
     """The resume state a user points at: the file itself, the one beside a best checkpoint, or in
     a folder (a run's ``checkpoint_dir``) the newest; a :class:`ConfigError` where there is none."""
     if os.path.isdir(path):
-        found = [os.path.join(path, name) for name in os.listdir(path) if name.endswith(RESUME_SUFFIX)]
+        found = resume_files(path)
         if not found:
             raise ConfigError(f"no resume state (*{RESUME_SUFFIX}) in {path}: a run leaves one after its first "
                               "evaluated epoch")
