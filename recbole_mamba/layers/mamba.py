@@ -14,6 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_mamba.ops import BACKENDS, resolve_backend, scan_cpu
+from recbole_mamba.ops.causal_conv import causal_conv1d_cpu, causal_conv1d_ref
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 class Mamba(nn.Module):
@@ -104,19 +107,25 @@ class Mamba(nn.Module):
             self._resolved[key] = resolve_backend(self.backend, device)
         return self._resolved[key]
 
+    def _causal_conv(self, x):
+        """conv1d over time, causal: (batch, L, d_inner) -> (batch, L, d_inner); on the ``cpu``
+        backend the compiled kernel, which reads time-major rows, else ``F.conv1d``."""
+        weight = self.conv1d.weight[:, 0, :]  # (d_inner, d_conv)
+        if self._backend_on(x.device) == "cpu" and x.dtype == weight.dtype and x.dtype in _KERNEL_DTYPES:
+            return causal_conv1d_cpu(x, weight, self.conv1d.bias)
+        return causal_conv1d_ref(x, weight, self.conv1d.bias)
+
     def _scan(self, device):
         return BACKENDS[self._backend_on(device)].scan
 
     def forward(self, hidden_states):
         """hidden_states: (batch, L, d_model) -> (batch, L, d_model)."""
-        length = hidden_states.shape[1]
         # in_proj's two halves as two products: their gradients need no (batch, L, 2*d_inner) concat
         weight_x, weight_z = self.in_proj.weight.chunk(2, dim=0)
         bias_x, bias_z = self.in_proj.bias.chunk(2) if self.in_proj.bias is not None else (None, None)
         x = F.linear(hidden_states, weight_x, bias_x)  # (batch, L, d_inner)
         z = F.linear(hidden_states, weight_z, bias_z)
-        x = self.conv1d(x.transpose(1, 2))[..., :length]  # (batch, d_inner, L), causal
-        x = F.silu(x).transpose(1, 2).contiguous()  # time-major (batch, L, d_inner)
+        x = F.silu(self._causal_conv(x)).contiguous()  # time-major (batch, L, d_inner)
         dt, B, C = self._ssm_inputs(x)
         # the scan takes mamba-ssm's (batch, channels, L) layout: pass views, no copies
         y, _ = self._scan(x.device)(

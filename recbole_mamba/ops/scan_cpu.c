@@ -281,6 +281,110 @@ int recbole_mamba_scan_bwd_##SUFFIX(const ScanArgs *a, i64 begin, i64 end) {    
 DEFINE_SCAN(float, f32)
 DEFINE_SCAN(double, f64)
 
+/* Causal depthwise convolution, time-major (the mixer's conv1d with padding width - 1, cut to L):
+ *   y[b, t, c] = bias[c] + sum_k w[k, c] x[b, t - width + 1 + k, c]     (x before t = 0 is zero)
+ * x, y, dy, dx: (batch, L, dim) contiguous; w: (width, dim), the conv weight transposed. A work
+ * item is a group of batch rows [g * batch / groups, (g + 1) * batch / groups); the backward pass
+ * writes each group's dw partial sum (groups, width, dim). Channels go in blocks of CONV_BLOCK
+ * whose sums stay in registers while the taps (or, for dw, the time steps) run. */
+typedef struct {
+    i64 batch, length, dim, width, groups;
+    const void *x, *w, *bias;          /* bias may be NULL */
+    void *y;                           /* forward */
+    const void *dy;                    /* backward */
+    void *dx, *dw;
+} ConvArgs;
+
+#define CONV_BLOCK 32
+#define CONV_TIME_BLOCK 256
+
+#define DEFINE_CONV(real, SUFFIX)                                                                  \
+                                                                                                   \
+/* out[c] = init[c] (or 0) + sum over taps k in [k0, k1) of w[k, c] src[k * step + c]. */          \
+static void taps_##SUFFIX(const real *w, const real *src, i64 step, i64 k0, i64 k1, i64 dim,      \
+                          const real *init, real *out) {                                           \
+    i64 c0 = 0;                                                                                    \
+    for (; c0 + CONV_BLOCK <= dim; c0 += CONV_BLOCK) {                                             \
+        real acc[CONV_BLOCK];                                                                      \
+        _Pragma("omp simd")                                                                        \
+        for (i64 c = 0; c < CONV_BLOCK; c++) acc[c] = init ? init[c0 + c] : (real)0;               \
+        for (i64 k = k0; k < k1; k++) {                                                            \
+            const real *s = src + k * step + c0, *wk = w + k * dim + c0;                           \
+            _Pragma("omp simd")                                                                    \
+            for (i64 c = 0; c < CONV_BLOCK; c++) acc[c] += wk[c] * s[c];                           \
+        }                                                                                          \
+        _Pragma("omp simd")                                                                        \
+        for (i64 c = 0; c < CONV_BLOCK; c++) out[c0 + c] = acc[c];                                 \
+    }                                                                                              \
+    for (i64 c = c0; c < dim; c++) {                                                               \
+        real acc = init ? init[c] : (real)0;                                                       \
+        for (i64 k = k0; k < k1; k++) acc += w[k * dim + c] * src[k * step + c];                   \
+        out[c] = acc;                                                                              \
+    }                                                                                              \
+}                                                                                                  \
+                                                                                                   \
+void recbole_mamba_conv_fwd_##SUFFIX(const ConvArgs *a, i64 begin, i64 end) {                     \
+    const i64 L = a->length, dim = a->dim, K = a->width;                                           \
+    for (i64 g = begin; g < end; g++) {                                                            \
+        for (i64 b = g * a->batch / a->groups; b < (g + 1) * a->batch / a->groups; b++) {          \
+            const real *x = (const real *)a->x + b * L * dim;                                      \
+            real *y = (real *)a->y + b * L * dim;                                                  \
+            for (i64 t = 0; t < L; t++) {                                                          \
+                const i64 k0 = t < K - 1 ? K - 1 - t : 0;                                          \
+                /* tap k reads row t - K + 1 + k: rows k0.. from x + (t - K + 1 + k0) * dim */     \
+                taps_##SUFFIX((const real *)a->w + k0 * dim, x + (t - K + 1 + k0) * dim, dim, 0,  \
+                              K - k0, dim, (const real *)a->bias, y + t * dim);                    \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+                                                                                                   \
+/* dx[b, s, c] = sum_k w[k, c] dy[b, s + width - 1 - k, c];  dw[k, c] = sum dy[b, t, c] x[b, t -   \
+ * width + 1 + k, c] over the group's rows and all t, in time blocks of CONV_TIME_BLOCK steps. */  \
+void recbole_mamba_conv_bwd_##SUFFIX(const ConvArgs *a, i64 begin, i64 end) {                     \
+    const i64 L = a->length, dim = a->dim, K = a->width;                                           \
+    const real *w = (const real *)a->w;                                                            \
+    for (i64 g = begin; g < end; g++) {                                                            \
+        real *dw = (real *)a->dw + g * K * dim;                                                    \
+        memset(dw, 0, sizeof(real) * K * dim);                                                     \
+        for (i64 b = g * a->batch / a->groups; b < (g + 1) * a->batch / a->groups; b++) {          \
+            const real *x = (const real *)a->x + b * L * dim, *dy = (const real *)a->dy + b * L * dim; \
+            real *dx = (real *)a->dx + b * L * dim;                                                \
+            for (i64 s = 0; s < L; s++) {                                                          \
+                const i64 k0 = s + K - L > 0 ? s + K - L : 0;                                      \
+                /* tap k reads row s + K - 1 - k: from dy + (s + K - 1 - k0) * dim, step -dim */   \
+                taps_##SUFFIX(w + k0 * dim, dy + (s + K - 1 - k0) * dim, -dim, 0, K - k0, dim,    \
+                              NULL, dx + s * dim);                                                 \
+            }                                                                                      \
+            for (i64 t0 = 0; t0 < L; t0 += CONV_TIME_BLOCK) {                                      \
+                const i64 t1 = t0 + CONV_TIME_BLOCK < L ? t0 + CONV_TIME_BLOCK : L;                \
+                for (i64 k = 0; k < K; k++) {                                                      \
+                    const i64 from = t0 > K - 1 - k ? t0 : K - 1 - k; /* rows x[t - K + 1 + k >= 0] */ \
+                    real *dwk = dw + k * dim;                                                      \
+                    i64 c0 = 0;                                                                    \
+                    for (; c0 + CONV_BLOCK <= dim; c0 += CONV_BLOCK) {                             \
+                        real acc[CONV_BLOCK];                                                      \
+                        _Pragma("omp simd")                                                        \
+                        for (i64 c = 0; c < CONV_BLOCK; c++) acc[c] = 0;                           \
+                        for (i64 t = from; t < t1; t++) {                                          \
+                            const real *dyt = dy + t * dim + c0, *xs = x + (t - K + 1 + k) * dim + c0; \
+                            _Pragma("omp simd")                                                    \
+                            for (i64 c = 0; c < CONV_BLOCK; c++) acc[c] += dyt[c] * xs[c];         \
+                        }                                                                          \
+                        _Pragma("omp simd")                                                        \
+                        for (i64 c = 0; c < CONV_BLOCK; c++) dwk[c0 + c] += acc[c];                \
+                    }                                                                              \
+                    for (i64 c = c0; c < dim; c++)                                                 \
+                        for (i64 t = from; t < t1; t++) dwk[c] += dy[t * dim + c] * x[(t - K + 1 + k) * dim + c]; \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+}
+
+DEFINE_CONV(float, f32)
+DEFINE_CONV(double, f64)
+
 /* One step of the Mamba mixer after in_proj, for recurrent inference (float32, contiguous):
  *   conv_state (batch, dim, width) shifts left and takes x; xs = silu(<conv_state, conv_w> + conv_b)
  *   x_dbl = x_proj_w xs (rank + 2n values: dt_low, B, C); dt = softplus(dt_w dt_low + dt_b)

@@ -1,4 +1,5 @@
-"""The ``cpu`` backend of the selective scan: ``scan_cpu.c``, compiled at first use.
+"""The ``cpu`` backend of the selective scan (and the mixer's causal convolution):
+``scan_cpu.c``, compiled at first use.
 
 Nothing is built at install time. The first call compiles ``scan_cpu.c`` with the system's C
 compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) for this machine's CPU into
@@ -85,6 +86,15 @@ class BlockStepArgs(ctypes.Structure):
     ]
 
 
+class ConvArgs(ctypes.Structure):
+    """Mirror of ``ConvArgs`` in scan_cpu.c."""
+
+    _fields_ = [
+        ("batch", _i64), ("length", _i64), ("dim", _i64), ("width", _i64), ("groups", _i64),
+        ("x", _ptr), ("w", _ptr), ("bias", _ptr), ("y", _ptr), ("dy", _ptr), ("dx", _ptr), ("dw", _ptr),
+    ]
+
+
 class ModelStepArgs(ctypes.Structure):
     """Mirror of ``ModelStepArgs`` in scan_cpu.c."""
 
@@ -157,6 +167,10 @@ def _build():
                          "recbole_mamba_scan_fwd_f64", "recbole_mamba_scan_bwd_f64"):
                 getattr(lib, name).argtypes = (ctypes.POINTER(ScanArgs), _i64, _i64)
                 getattr(lib, name).restype = ctypes.c_int
+            for name in ("recbole_mamba_conv_fwd_f32", "recbole_mamba_conv_bwd_f32",
+                         "recbole_mamba_conv_fwd_f64", "recbole_mamba_conv_bwd_f64"):
+                getattr(lib, name).argtypes = (ctypes.POINTER(ConvArgs), _i64, _i64)
+                getattr(lib, name).restype = None
             lib.recbole_mamba_exp_f32.argtypes = (_ptr, _ptr, _i64)
             lib.recbole_mamba_exp_f32.restype = None
             lib.recbole_mamba_step_f32.argtypes = (ctypes.POINTER(StepArgs),)

@@ -24,9 +24,9 @@ MAMBA_SSM_SHAPES = {  # mamba_ssm.modules.mamba_simple.Mamba(64, d_state=32, d_c
 }
 
 
-def mixer(backend="torch", d_model=16, d_state=8, seed=0):
+def mixer(backend="torch", d_model=16, d_state=8, seed=0, d_conv=D_CONV):
     torch.manual_seed(seed)
-    return Mamba(d_model, d_state=d_state, d_conv=D_CONV, expand=EXPAND, backend=backend).eval()
+    return Mamba(d_model, d_state=d_state, d_conv=d_conv, expand=EXPAND, backend=backend).eval()
 
 
 def test_state_dict_matches_mamba_ssm():
@@ -51,11 +51,12 @@ def test_loads_its_own_state_dict_across_instances():
     assert torch.equal(a(x), b(x))
 
 
+@pytest.mark.parametrize("d_conv", [D_CONV, 64])
 @pytest.mark.parametrize("backend", ["torch", "cpu"])
-def test_causal(backend):
-    m = mixer(backend)
-    x = torch.randn(3, 12, 16)
-    t = 6
+def test_causal(backend, d_conv):
+    m = mixer(backend, d_conv=d_conv)
+    x = torch.randn(3, 80, 16)
+    t = 70
     x2 = x.clone()
     x2[:, t + 1:] = torch.randn_like(x2[:, t + 1:])
     with torch.no_grad():
@@ -74,9 +75,9 @@ def test_right_padding_does_not_change_real_positions(backend):
 
 
 @pytest.mark.parametrize("backend", ["torch", "cpu"])
-@pytest.mark.parametrize("length", [1, 3, 9])
-def test_step_equals_forward(length, backend):
-    m = mixer(backend, d_model=32, d_state=16)
+@pytest.mark.parametrize("length,d_conv", [(1, D_CONV), (3, D_CONV), (9, D_CONV), (40, 16)])
+def test_step_equals_forward(length, d_conv, backend):
+    m = mixer(backend, d_model=32, d_state=16, d_conv=d_conv)
     x = torch.randn(2, length, 32)
     conv_state, ssm_state = m.allocate_inference_cache(2, length)
     with torch.no_grad():
@@ -85,8 +86,8 @@ def test_step_equals_forward(length, backend):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("batch", [1, 3])
-def test_fused_cpu_step_equals_the_pytorch_step(batch, monkeypatch):
+@pytest.mark.parametrize("batch,d_conv", [(1, D_CONV), (3, D_CONV), (2, 16)])
+def test_fused_cpu_step_equals_the_pytorch_step(batch, d_conv, monkeypatch):
     """On the cpu backend, inference steps run in one kernel call; states and outputs equal the
     PyTorch-ops step, and the kernel is what ran."""
     from recbole_mamba.ops import scan_cpu
@@ -94,7 +95,8 @@ def test_fused_cpu_step_equals_the_pytorch_step(batch, monkeypatch):
     calls = []
     real = scan_cpu.mixer_step
     monkeypatch.setattr(scan_cpu, "mixer_step", lambda *a: calls.append(1) or real(*a))
-    fused, plain = mixer("cpu", d_model=32, d_state=16), mixer("torch", d_model=32, d_state=16)
+    fused = mixer("cpu", d_model=32, d_state=16, d_conv=d_conv)
+    plain = mixer("torch", d_model=32, d_state=16, d_conv=d_conv)
     x = torch.randn(batch, 6, 32)
     states = [fused.allocate_inference_cache(batch, 6), plain.allocate_inference_cache(batch, 6)]
     with torch.inference_mode():
@@ -134,17 +136,25 @@ def test_backend_is_resolved_once_per_device(monkeypatch):
     assert calls == [("auto", torch.device("cpu"))]
 
 
-def test_backends_agree_on_mixer_outputs_and_grads():
-    x = torch.randn(2, 10, 16, dtype=torch.float64)
+@pytest.mark.parametrize("d_conv", [D_CONV, 16])
+def test_backends_agree_on_mixer_outputs_and_grads(d_conv, monkeypatch):
+    """The cpu backend runs its compiled scan and convolution; ref and torch run F.conv1d."""
+    from recbole_mamba.layers import mamba as mamba_module
+
+    compiled = []
+    real = mamba_module.causal_conv1d_cpu
+    monkeypatch.setattr(mamba_module, "causal_conv1d_cpu", lambda *a: compiled.append(1) or real(*a))
+    x = torch.randn(2, 20, 16, dtype=torch.float64)
     results = []
     for backend in ("ref", "torch", "cpu"):
-        m = mixer(backend=backend).double().train()
+        m = mixer(backend=backend, d_conv=d_conv).double().train()
         xi = x.clone().requires_grad_()
         y = m(xi)
         y.pow(2).sum().backward()
         results.append({"out": y.detach(), "grad x": xi.grad,
                         **{f"grad {name}": p.grad for name, p in m.named_parameters()}})
     assert len(results[0]) == 2 + len(MAMBA_SSM_SHAPES)
+    assert compiled == [1]
     for fast in results[1:]:
         assert list(fast) == list(results[0])
         for name, value in fast.items():

@@ -1,0 +1,73 @@
+"""The Mamba mixer's causal depthwise convolution, time-major.
+
+    x: (batch, L, dim);  weight: (dim, width);  bias: (dim,) or None
+    y[b, t, c] = bias[c] + sum_k weight[c, k] * x[b, t - width + 1 + k, c]   (zero before t = 0)
+
+which is ``nn.Conv1d(dim, dim, width, groups=dim, padding=width - 1)`` on (batch, dim, L), cut to
+the first L outputs: :func:`causal_conv1d_ref`, the test oracle and the path on every device
+without the compiled kernel. :class:`CpuCausalConvFn` is the same convolution in ``scan_cpu.c``
+(float32 and float64, any width): it reads and writes time-major rows, so the mixer needs no
+transposes, and it is several times faster than PyTorch's depthwise convolution on a CPU at wide
+kernels (``benchmarks/bench_exact_distances.py``). Output t reads inputs 0..t only.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from recbole_mamba.ops import scan_cpu
+
+
+def causal_conv1d_ref(x, weight, bias=None):
+    """(batch, L, dim), (dim, width), (dim,) -> (batch, L, dim), by ``F.conv1d``."""
+    dim, width = weight.shape
+    y = F.conv1d(x.transpose(1, 2), weight.unsqueeze(1), bias, padding=width - 1, groups=dim)
+    return y[..., : x.shape[1]].transpose(1, 2)
+
+
+def _kernel(kind, dtype):
+    return getattr(scan_cpu.library(), f"recbole_mamba_conv_{kind}_{'f64' if dtype == torch.float64 else 'f32'}")
+
+
+class CpuCausalConvFn(torch.autograd.Function):
+    """``apply(x, weight, bias) -> y`` (shapes above; float32 or float64 CPU tensors, one dtype).
+    Batch rows run in groups, one per thread; the weight gradient is summed over the groups."""
+
+    @staticmethod
+    def _args(x, weight, bias):
+        """Contiguous inputs (weight transposed to (width, dim)) and the ConvArgs pointing at them."""
+        x = x.contiguous()
+        w = weight.t().contiguous()
+        bias = None if bias is None else bias.contiguous()
+        batch, length, dim = x.shape
+        groups = max(1, min(torch.get_num_threads(), batch))
+        args = scan_cpu.ConvArgs(batch=batch, length=length, dim=dim, width=w.shape[0], groups=groups,
+                                 x=x.data_ptr(), w=w.data_ptr(), bias=scan_cpu._ptr_of(bias))
+        return (x, w, bias), args
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        (cx, w, cbias), args = CpuCausalConvFn._args(x, weight, bias)
+        y = torch.empty_like(cx)
+        args.y = y.data_ptr()
+        scan_cpu._run_parallel(_kernel("fwd", cx.dtype), args, args.groups)
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensors
+        (cx, w, _), args = CpuCausalConvFn._args(x, weight, None)
+        dy = dy.to(cx.dtype).contiguous()
+        dx = torch.empty_like(cx)
+        dw = cx.new_empty(args.groups, args.width, args.dim)
+        args.dy, args.dx, args.dw = dy.data_ptr(), dx.data_ptr(), dw.data_ptr()
+        scan_cpu._run_parallel(_kernel("bwd", cx.dtype), args, args.groups)
+        dbias = dy.sum((0, 1)) if ctx.has_bias else None
+        return dx, dw.sum(0).t().to(weight.dtype), dbias
+
+
+def causal_conv1d_cpu(x, weight, bias=None):
+    """:class:`CpuCausalConvFn` (raises :class:`~recbole_mamba.ops.CpuKernelUnavailable` where the
+    kernel does not compile)."""
+    return CpuCausalConvFn.apply(x, weight, bias)
