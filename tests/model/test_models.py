@@ -14,6 +14,7 @@ L = 12
 VARIANTS = [
     ("MambaRec", {}),
     ("MambaRec", {"block_type": "mamba_ffn", "n_layers": 2, "use_position_embedding": True}),
+    ("MambaRec", {"d_conv": 16}),  # a delay line longer than the sequence
     ("RecMamba", {}),
     ("MoEMaTrRec", {}),
     ("MoEMaTrRec", {"gate_type": "sequence"}),

@@ -20,6 +20,7 @@ WINDOW = 8
 MODELS = {  # id -> (model, overrides): one per way a session steps
     "MambaRec": ("MambaRec", {}),
     "MambaRec-2-layers": ("MambaRec", {"n_layers": 2}),
+    "MambaRec-delay-line": ("MambaRec", {"d_conv": 12}),  # a convolution longer than the window
     "MambaRec-ffn-positions": ("MambaRec", {"block_type": "mamba_ffn", "n_layers": 2, "use_position_embedding": True}),
     "RecMamba": ("RecMamba", {}),
     "MoEMaTrRec": ("MoEMaTrRec", {}),
@@ -61,7 +62,7 @@ def test_sessions_equal_the_batch_model_before_and_after_the_window(key, checkpo
             error = ((got[real] - expected[real]).abs().max() / expected[real].abs().max()).item()
             assert error <= 1e-5, f"{key} after {n} events: relative error {error:.1e}"
     # the context rule: recurrent models without positions read the whole history
-    whole = key in ("MambaRec", "MambaRec-2-layers", "GRU4Rec", "MambaRec-popularity-SSM")
+    whole = key in ("MambaRec", "MambaRec-2-layers", "MambaRec-delay-line", "GRU4Rec", "MambaRec-popularity-SSM")
     assert (rec.context_limit is None) == whole and session.recurrent == (key != "SASRec")
     if not whole:  # a window: the batch model on the last WINDOW events only
         torch.testing.assert_close(rec.scores([history])[0], rec.scores([history[-WINDOW:]])[0])
@@ -80,6 +81,7 @@ def test_session_bytes_round_trip(key, checkpoints):
 
 
 @pytest.mark.parametrize("key,kernel", [("MambaRec", True), ("MambaRec-2-layers", True),
+                                        ("MambaRec-delay-line", True),
                                         ("MambaRec-ffn-positions", False)])
 def test_mambarec_steps_in_one_kernel_call_where_it_can(key, kernel, checkpoints):
     from recbole_mamba.serve.session import _MambaRecKernelStep, _MambaRecStep
