@@ -4,12 +4,16 @@
    prefix / all_positions) and validation NDCG@10 against wall time, each mode run to early
    stopping or to its time budget; prints where each stood at equal wall time.
 2. Generated 1,000 users x 5,000 interactions (Zipf items), all_positions, batch 8, BCE with one
-   negative per position: seconds per epoch and peak RSS for MambaRec and SASRec at
-   L = 1000, 2000, 5000. Each run is a fresh process under a memory cap; a run that exceeds it
-   is reported as out of memory. Runs longer than --max-batches batches report seconds per
-   epoch extrapolated from the batches they ran (said in the output).
+   negative per position: seconds per epoch and peak RSS for each of ``--models`` (default
+   MambaRec and SASRec; ``Model:key=value,...`` is a model with settings, e.g.
+   ``MambaRec:d_conv=64``) at each of ``--lengths`` (default 1000, 2000, 5000), and each model's
+   time as a ratio of the first model's at the same length. Each run is a fresh process under a
+   memory cap; a run that exceeds it is reported as out of memory. Runs longer than
+   --max-batches batches report seconds per epoch extrapolated from the batches they ran (said
+   in the output).
 
-``python benchmarks/bench_train_modes.py [--prefix-budget 600] [--all-budget 300]``
+``python benchmarks/bench_train_modes.py [--prefix-budget 600] [--all-budget 300]
+[--skip-ml100k] [--lengths 200 2000] [--models MambaRec MambaRec:d_conv=64 SASRec]``
 """
 
 import argparse
@@ -70,8 +74,17 @@ def generate(folder, users=1000, per_user=5000, items=20000, seed=0):
         f.write("load_col:\n  inter: [user_id, item_id, timestamp]\n")
 
 
-def long_child(model, length, data_path, max_batches):
-    """One all_positions epoch (or ``max_batches`` of it) at ``length``."""
+def model_and_settings(variant):
+    """'Model:key=value,...' -> ('Model', {key: value parsed as YAML})."""
+    import yaml
+
+    model, _, settings = variant.partition(":")
+    pairs = [pair.split("=", 1) for pair in settings.split(",") if pair]
+    return model, {key: yaml.safe_load(value) for key, value in pairs}
+
+
+def long_child(variant, length, data_path, max_batches):
+    """One all_positions epoch (or ``max_batches`` of it) of ``variant`` at ``length``."""
     import torch
     from recbole.data import data_preparation
 
@@ -79,21 +92,21 @@ def long_child(model, length, data_path, max_batches):
     from recbole_mamba.config import RecboleMambaConfig
     from recbole_mamba.data import create_dataset
     from recbole_mamba.registry import get_model
-    from recbole_mamba.trainer.all_positions import all_positions_loss
+    from recbole_mamba.trainer.all_positions import all_positions_loss, build_model
 
     keep_large_allocations()
+    model, settings = model_and_settings(variant)
     config = RecboleMambaConfig(model, "long", config_dict={
         "data_path": data_path, "MAX_ITEM_LIST_LENGTH": length, "train_mode": "all_positions",
-        "train_batch_size": 8, "loss_type": "BPR" if model == "SASRec" else "BCE", "show_progress": False})
+        "train_batch_size": 8, "loss_type": "BCE", "show_progress": False, **settings})
     start = time.perf_counter()
     train, _, _ = data_preparation(config, create_dataset(config))
     load = time.perf_counter() - start
-    recommender = get_model(model)(config, train._dataset)
+    recommender = build_model(get_model(model), config, train._dataset)  # every model takes BCE there
     optimizer = torch.optim.Adam(recommender.parameters(), lr=1e-3)
-    loss_type = "BCE"  # both models: one sampled negative per position (SASRec.__init__ takes only CE/BPR)
     start, done = time.perf_counter(), 0
     for batch in train:
-        loss = all_positions_loss(recommender, batch, loss_type)
+        loss = all_positions_loss(recommender, batch, config["loss_type"])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -142,20 +155,23 @@ def part_one(prefix_budget, all_budget):
           + f"; at prefix's wall time ({p[-1][0]:.0f}s) all_positions stood at {at_equal:.4f}")
 
 
-def part_two(lengths, max_batches, mem_gb):
+def part_two(models, lengths, max_batches, mem_gb):
     with tempfile.TemporaryDirectory() as tmp:
         generate(os.path.join(tmp, "long"))
         for length in lengths:
-            for model in ("MambaRec", "SASRec"):
+            first = None  # the first model's seconds per epoch at this length
+            for model in models:
                 r = child_run(["--long", model, str(length), tmp, str(max_batches)], mem_gb)
                 if "error" in r:
                     print(f"generated 1000x5000, L={length}, {model}: did not run: {r['error']} "
                           f"(memory cap {mem_gb} GB)")
                     continue
                 per_epoch = r["seconds"] / r["batches"] * r["total"]
+                first = per_epoch if model == models[0] else first
                 how = "" if r["batches"] == r["total"] else f", extrapolated from {r['batches']}/{r['total']} batches"
-                print(f"generated 1000x5000, L={length}, {model}: {per_epoch:,.0f} s/epoch{how}, "
-                      f"peak RSS {r['peak_rss'] / 2**30:.2f} GiB, dataset load {r['load']:.0f}s")
+                ratio = f", {per_epoch / first:.2f}x {models[0]}" if first and model != models[0] else ""
+                print(f"generated 1000x5000, L={length}, {model}: {per_epoch:,.0f} s/epoch{how}{ratio}, "
+                      f"peak RSS {r['peak_rss'] / 2**30:.2f} GiB, dataset load {r['load']:.0f}s", flush=True)
 
 
 def main():
@@ -163,6 +179,7 @@ def main():
     parser.add_argument("--prefix-budget", type=float, default=600)
     parser.add_argument("--all-budget", type=float, default=300)
     parser.add_argument("--lengths", type=int, nargs="+", default=[1000, 2000, 5000])
+    parser.add_argument("--models", nargs="+", default=["MambaRec", "SASRec"])
     parser.add_argument("--max-batches", type=int, default=40)
     parser.add_argument("--mem-gb", type=float, default=16)
     parser.add_argument("--skip-ml100k", action="store_true")
@@ -175,7 +192,7 @@ def main():
         return long_child(args.long[0], int(args.long[1]), args.long[2], int(args.long[3]))
     if not args.skip_ml100k:
         part_one(args.prefix_budget, args.all_budget)
-    part_two(args.lengths, args.max_batches, args.mem_gb)
+    part_two(args.models, args.lengths, args.max_batches, args.mem_gb)
 
 
 if __name__ == "__main__":
