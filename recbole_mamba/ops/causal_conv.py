@@ -8,7 +8,7 @@ the first L outputs: :func:`causal_conv1d_ref`, the test oracle and the path on 
 without the compiled kernel. :class:`CpuCausalConvFn` is the same convolution in ``scan_cpu.c``
 (float32 and float64, any width): it reads and writes time-major rows, so the mixer needs no
 transposes, and it is several times faster than PyTorch's depthwise convolution on a CPU at wide
-kernels (``benchmarks/bench_exact_distances.py``). Output t reads inputs 0..t only.
+kernels (``benchmarks/bench_causal_conv.py``). Output t reads inputs 0..t only.
 """
 
 import torch
@@ -34,7 +34,8 @@ class CpuCausalConvFn(torch.autograd.Function):
 
     @staticmethod
     def _args(x, weight, bias):
-        """Contiguous inputs (weight transposed to (width, dim)) and the ConvArgs pointing at them."""
+        """Contiguous inputs (weight transposed to (width, dim)) and the ConvArgs pointing at them
+        (keep both alive while the kernel runs)."""
         x = x.contiguous()
         w = weight.t().contiguous()
         bias = None if bias is None else bias.contiguous()
@@ -46,7 +47,8 @@ class CpuCausalConvFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias):
-        (cx, w, cbias), args = CpuCausalConvFn._args(x, weight, bias)
+        inputs, args = CpuCausalConvFn._args(x, weight, bias)
+        cx = inputs[0]
         y = torch.empty_like(cx)
         args.y = y.data_ptr()
         scan_cpu._run_parallel(_kernel("fwd", cx.dtype), args, args.groups)
@@ -57,7 +59,8 @@ class CpuCausalConvFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
-        (cx, w, _), args = CpuCausalConvFn._args(x, weight, None)
+        inputs, args = CpuCausalConvFn._args(x, weight, None)
+        cx = inputs[0]
         dy = dy.to(cx.dtype).contiguous()
         dx = torch.empty_like(cx)
         dw = cx.new_empty(args.groups, args.width, args.dim)
