@@ -8,7 +8,9 @@ GPU machine with its own Python that cannot install this project's pinned stack.
 2. For B=64 at L = 1k, 2k, 5k (d_model 64, d_state 32, expand 2, float32): forward+backward time
    and peak memory of the mixer on each backend and of a SASRec encoder (2 layers, 2 heads, inner
    256, causal; RecBole's ``TransformerEncoder`` where RecBole imports, else the same computation
-   written out below), side by side in this process; ratios mixer / SASRec.
+   written out below), side by side in this process; ratios mixer / SASRec; and the mixer on the
+   first backend with a delay line (``d_conv`` 64, its convolution in ``F.conv1d``) as a ratio of
+   the shipped width 4.
 3. The triton scan's effective memory bandwidth (bytes its forward must read and write / time) as
    a fraction of a device-to-device copy measured in the same run.
 
@@ -129,11 +131,17 @@ def speed(batch, lengths, backends):
             line += " SASRec out of memory;"
         x.grad = None
         torch.cuda.empty_cache()
+        times = {}
         for backend in backends:
             mixer = Mamba(64, d_state=32, expand=2, backend=backend).cuda()
             ours = measure(lambda: mixer(x).sum().backward())
+            times[backend] = ours[0]
             ratio = f", ratio {ours[0] / sasrec[0]:.3f}" if sasrec else ""
             line += f" mixer {backend} {ours[0] * 1e3:.1f} ms {ours[1] / 2**30:.2f} GiB{ratio};"
+        wide = Mamba(64, d_state=32, d_conv=64, expand=2, backend=backends[0]).cuda()
+        delay = measure(lambda: wide(x).sum().backward())
+        line += (f" mixer {backends[0]} d_conv 64 {delay[0] * 1e3:.1f} ms {delay[1] / 2**30:.2f} GiB, "
+                 f"{delay[0] / times[backends[0]]:.2f}x d_conv 4;")
         print(line)
 
 
