@@ -75,12 +75,15 @@ def generate(folder, users=1000, per_user=5000, items=20000, seed=0):
 
 
 def model_and_settings(variant):
-    """'Model:key=value,...' -> ('Model', {key: value parsed as YAML})."""
+    """'Model:key=value,...' -> ('Model', {key: value parsed as YAML}); the pairs read as the
+    command line's ``--key=value`` (malformed or contradictory ones are a ConfigError)."""
     import yaml
 
+    from recbole_mamba.config import parse_cmd_args
+
     model, _, settings = variant.partition(":")
-    pairs = [pair.split("=", 1) for pair in settings.split(",") if pair]
-    return model, {key: yaml.safe_load(value) for key, value in pairs}
+    pairs = parse_cmd_args([f"--{pair}" for pair in settings.split(",") if pair])
+    return model, {key: yaml.safe_load(value) for key, value in pairs.items()}
 
 
 def long_child(variant, length, data_path, max_batches):

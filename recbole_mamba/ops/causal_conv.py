@@ -42,7 +42,7 @@ class CpuCausalConvFn(torch.autograd.Function):
         batch, length, dim = x.shape
         groups = max(1, min(torch.get_num_threads(), batch))
         args = scan_cpu.ConvArgs(batch=batch, length=length, dim=dim, width=w.shape[0], groups=groups,
-                                 x=x.data_ptr(), w=w.data_ptr(), bias=scan_cpu._ptr_of(bias))
+                                 x=x.data_ptr(), w=w.data_ptr(), bias=scan_cpu.ptr_of(bias))
         return (x, w, bias), args
 
     @staticmethod
@@ -51,7 +51,7 @@ class CpuCausalConvFn(torch.autograd.Function):
         cx = inputs[0]
         y = torch.empty_like(cx)
         args.y = y.data_ptr()
-        scan_cpu._run_parallel(_kernel("fwd", cx.dtype), args, args.groups)
+        scan_cpu.run_parallel(_kernel("fwd", cx.dtype), args, args.groups)
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
         return y
@@ -65,7 +65,7 @@ class CpuCausalConvFn(torch.autograd.Function):
         dx = torch.empty_like(cx)
         dw = cx.new_empty(args.groups, args.width, args.dim)
         args.dy, args.dx, args.dw = dy.data_ptr(), dx.data_ptr(), dw.data_ptr()
-        scan_cpu._run_parallel(_kernel("bwd", cx.dtype), args, args.groups)
+        scan_cpu.run_parallel(_kernel("bwd", cx.dtype), args, args.groups)
         dbias = dy.sum((0, 1)) if ctx.has_bias else None
         return dx, dw.sum(0).t().to(weight.dtype), dbias
 

@@ -212,7 +212,7 @@ def unavailable_reason():
 _pool = None  # (pid, workers, ThreadPoolExecutor)
 
 
-def _run_parallel(fn, args, total):
+def run_parallel(fn, args, total):
     """Run ``fn(args, begin, end)`` over [0, total) split in contiguous ranges, one per thread."""
     global _pool
     threads = max(1, min(torch.get_num_threads(), total))
@@ -237,7 +237,7 @@ def _n_contiguous(x):
     return x if x.stride(1) == 1 else x.transpose(1, 2).contiguous().transpose(1, 2)
 
 
-def _ptr_of(t):
+def ptr_of(t):
     return None if t is None else t.data_ptr()
 
 
@@ -262,9 +262,9 @@ def mixer_step(x, z, conv_state, conv_w, conv_b, x_proj_w, dt_w, dt_b, A_log, D,
     n, rank = A_log.shape[1], dt_w.shape[1]
     y = torch.empty_like(x)
     work = torch.empty(dim + rank + 2 * n, dtype=torch.float32)
-    args = StepArgs(batch, dim, n, rank, conv_state.shape[2], _ptr_of(x), _ptr_of(z), _ptr_of(conv_state),
-                    _ptr_of(conv_w), _ptr_of(conv_b), _ptr_of(x_proj_w), _ptr_of(dt_w), _ptr_of(dt_b),
-                    _ptr_of(A_log), _ptr_of(D), _ptr_of(ssm_state), _ptr_of(y), _ptr_of(work))
+    args = StepArgs(batch, dim, n, rank, conv_state.shape[2], ptr_of(x), ptr_of(z), ptr_of(conv_state),
+                    ptr_of(conv_w), ptr_of(conv_b), ptr_of(x_proj_w), ptr_of(dt_w), ptr_of(dt_b),
+                    ptr_of(A_log), ptr_of(D), ptr_of(ssm_state), ptr_of(y), ptr_of(work))
     library().recbole_mamba_step_f32(ctypes.byref(args))
     return y
 
@@ -288,7 +288,7 @@ class CpuScanFn(torch.autograd.Function):
         args = ScanArgs(
             batch=batch, dim=dim, length=length, n=A.shape[1], softplus=int(bool(softplus)),
             u=u.data_ptr(), delta=delta.data_ptr(), A=A.data_ptr(), B=B.data_ptr(),
-            C=C.data_ptr(), D=_ptr_of(D), z=_ptr_of(z), delta_bias=_ptr_of(delta_bias),
+            C=C.data_ptr(), D=ptr_of(D), z=ptr_of(z), delta_bias=ptr_of(delta_bias),
             su=u.stride(), sdelta=delta.stride(), sz=z.stride() if z is not None else (0, 0, 0),
             sB=(B.stride(0), B.stride(2)), sC=(C.stride(0), C.stride(2)),
         )
@@ -306,7 +306,7 @@ class CpuScanFn(torch.autograd.Function):
         out = cu.new_empty(batch, length, dim).transpose(1, 2)  # time-major, as the mixer wants
         last = cu.new_empty(batch, dim, A.shape[1])
         args.out, args.sout, args.last_state = out.data_ptr(), out.stride(), last.data_ptr()
-        _run_parallel(CpuScanFn._kernel("fwd", cu.dtype), args, batch * dim)
+        run_parallel(CpuScanFn._kernel("fwd", cu.dtype), args, batch * dim)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias)
         ctx.delta_softplus = delta_softplus
         ctx.mark_non_differentiable(last)
@@ -334,13 +334,13 @@ class CpuScanFn(torch.autograd.Function):
         ddelta_bias = cu.new_empty(batch, dim)
         args.dout, args.sdout = dout.data_ptr(), dout.stride()
         args.du, args.ddelta, args.dz, args.sgrad = (
-            du.data_ptr(), ddelta.data_ptr(), _ptr_of(dz), du.stride()
+            du.data_ptr(), ddelta.data_ptr(), ptr_of(dz), du.stride()
         )
         args.groups = groups
         args.segment = max(1, _SEGMENT_ELEMENTS // n)
         args.dB, args.dC = dB.data_ptr(), dC.data_ptr()
         args.dA, args.dD, args.ddelta_bias = dA.data_ptr(), dD.data_ptr(), ddelta_bias.data_ptr()
-        _run_parallel(CpuScanFn._kernel("bwd", cu.dtype), args, groups * batch)
+        run_parallel(CpuScanFn._kernel("bwd", cu.dtype), args, groups * batch)
         return (
             du.to(u.dtype),
             ddelta.to(delta.dtype),
