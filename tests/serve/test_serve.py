@@ -38,10 +38,11 @@ def checkpoints(tiny_data_path, tmp_path_factory):
 
     cwd = os.getcwd()
     os.chdir(tmp_path_factory.mktemp("serve"))
-    try:
+    try:  # a folder per run: RecBole names a checkpoint by model and second, and two runs can share both
         return {key: run(model, "ml-tiny", config_dict={
             **TINY_CONFIG, "data_path": tiny_data_path, "MAX_ITEM_LIST_LENGTH": WINDOW, "state": "WARNING",
-            "n_layers": 1, **overrides})["checkpoint"] for key, (model, overrides) in MODELS.items()}
+            "n_layers": 1, "checkpoint_dir": os.path.join("saved", key), **overrides})["checkpoint"]
+            for key, (model, overrides) in MODELS.items()}
     finally:
         os.chdir(cwd)
 
