@@ -2,7 +2,7 @@
 
 import sys
 
-from recbole_mamba.cli import main
+from recbole_mamba.entry import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,10 +5,14 @@ Library API: :func:`recbole_mamba.run` (train and test, :mod:`recbole_mamba.quic
 checkpoint as a recommender, :mod:`recbole_mamba.serve`); models in
 :mod:`recbole_mamba.model`; the Mamba mixer in :mod:`recbole_mamba.layers`; the selective scan in
 :mod:`recbole_mamba.ops`. The package itself imports nothing heavy: the converters
-(``python -m recbole_mamba.atomics``) start without torch or RecBole.
+(``python -m recbole_mamba.atomics``) start without torch or RecBole. Importing it readies
+RecBole 1.2.1 for numpy 2 (:mod:`recbole_mamba.recbole_stack`).
 """
 
+from recbole_mamba import recbole_stack
+
 __version__ = "0.1.0"
+recbole_stack.install()  # RecBole 1.2.1's numpy 1 names, set before RecBole is imported
 _LAZY = {"run": "quick_start", "load_run": "quick_start", "load": "serve"}
 
 

@@ -8,12 +8,14 @@ from recbole.utils import ModelType
 
 from recbole_mamba.train_modes import ALL_POSITIONS
 from recbole_mamba.data.atomic_loading import AtomicFileLoading
+from recbole_mamba.data.pandas3 import Pandas3Dataset
 from recbole_mamba.data.window_dataset import WindowDataset
 
 
-class PrefixDataset(AtomicFileLoading, SequentialDataset):
+class PrefixDataset(AtomicFileLoading, Pandas3Dataset, SequentialDataset):
     """RecBole's ``SequentialDataset`` (prefix rows), its atomic files loaded by
-    :class:`~recbole_mamba.data.atomic_loading.AtomicFileLoading`."""
+    :class:`~recbole_mamba.data.atomic_loading.AtomicFileLoading`, its steps meaning on pandas 3
+    what they mean on pandas 2 (:class:`~recbole_mamba.data.pandas3.Pandas3Dataset`)."""
 
 
 def create_dataset(config):

@@ -16,6 +16,7 @@ datasets equal RecBole's own, field by field.
 """
 
 import math
+import warnings
 
 import pandas as pd
 from recbole.data.dataset import dataset as recbole_dataset_module
@@ -23,15 +24,21 @@ from recbole.data.dataset import dataset as recbole_dataset_module
 from recbole_mamba.atomics.check import AtomicFileError, check_file, fields_match, header_fields, id_fields
 
 
-class _CParserPandas:
-    """pandas, except that ``read_csv`` uses the C parser."""
+class _RecbolePandas:
+    """pandas as RecBole's loader sees it: ``read_csv`` with the C parser where the separator is
+    one character, and the empty values of sequence fields read as "" (RecBole fills them so
+    itself, with a chained in-place ``fillna`` that pandas 3 applies to a copy only)."""
+
+    def __init__(self, c_parser):
+        self.c_parser = c_parser
 
     def __getattr__(self, name):
         return getattr(pd, name)
 
-    @staticmethod
-    def read_csv(*args, **kwargs):
-        return pd.read_csv(*args, **{**kwargs, "engine": "c"})
+    def read_csv(self, *args, **kwargs):
+        frame = pd.read_csv(*args, **{**kwargs, "engine": "c"} if self.c_parser else kwargs)
+        sequences = [column for column in frame.columns if column.rpartition(":")[2].endswith("seq")]
+        return frame.fillna(dict.fromkeys(sequences, "")) if sequences else frame
 
 
 def admits_every_count(intervals):
@@ -62,12 +69,12 @@ class AtomicFileLoading:
         return frame
 
     def _read_feat(self, filepath, source):
-        if len(self.config["field_separator"]) != 1:
-            return super()._load_feat(filepath, source)
         recbole_pandas = recbole_dataset_module.pd
-        recbole_dataset_module.pd = _CParserPandas()
+        recbole_dataset_module.pd = _RecbolePandas(c_parser=len(self.config["field_separator"]) == 1)
         try:
-            return super()._load_feat(filepath, source)
+            with warnings.catch_warnings():  # RecBole's fillna of sequence fields: done by the reader already
+                warnings.simplefilter("ignore", pd.errors.ChainedAssignmentError)
+                return super()._load_feat(filepath, source)
         finally:
             recbole_dataset_module.pd = recbole_pandas
 

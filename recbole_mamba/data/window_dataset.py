@@ -33,13 +33,15 @@ from recbole.data.interaction import Interaction
 
 from recbole_mamba.train_modes import TRAIN_WINDOWS
 from recbole_mamba.data.atomic_loading import AtomicFileLoading
+from recbole_mamba.data.pandas3 import Pandas3Dataset
 
 WINDOW_START = "window_start"  # row field: index of the history's first interaction
 
 
-class WindowDataset(AtomicFileLoading, SequentialDataset):
+class WindowDataset(AtomicFileLoading, Pandas3Dataset, SequentialDataset):
     """``SequentialDataset`` whose augmentation emits the rows above per user (its atomic files
-    loaded by :class:`~recbole_mamba.data.atomic_loading.AtomicFileLoading`)."""
+    loaded by :class:`~recbole_mamba.data.atomic_loading.AtomicFileLoading`, its steps meaning on
+    pandas 3 what they mean on pandas 2: :class:`~recbole_mamba.data.pandas3.Pandas3Dataset`)."""
 
     EVAL_ROWS = 2  # valid and test
 
