@@ -214,7 +214,8 @@ def run(
     """
     state = None
     if resume is not None:
-        state = load_checkpoint(find_resume_file(str(resume)))
+        resume_file = find_resume_file(str(resume))
+        state = load_checkpoint(resume_file)
         model, dataset, config_file_list = state["model"], state["dataset"], None
         config_dict = {**checkpoint_parameters(str(resume), state), **(config_dict or {})}
     config = RecboleMambaConfig(
@@ -236,7 +237,7 @@ def run(
     trainer.item_tokens = [str(token) for token in data.field2id_token[data.iid_field]]
     epochs_run = 0
     if state is not None:
-        trainer.resume(state)
+        trainer.resume(state, resume_file)
         epochs_run = trainer.start_epoch
 
     def after_validation(epoch_idx, valid_score):

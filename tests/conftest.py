@@ -104,8 +104,9 @@ def load_benchmark():
     return load
 
 
-def run_script(*args, cwd, timeout=300):
+def run_script(*args, cwd, timeout=300, env=None):
     """``python run_recbole_mamba.py *args`` in a new interpreter, as a user runs it (Python's
-    warnings off): the finished process, its output captured as text."""
+    warnings off), in ``env`` (this process's environment by default): the finished process, its
+    output captured as text."""
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                          timeout=timeout, env={**(os.environ if env is None else env), "PYTHONWARNINGS": "ignore"})

@@ -32,6 +32,7 @@ from recbole_mamba.experiment.report import (
 )
 from recbole_mamba.experiment.spec import load_experiment, parse_experiment
 from recbole_mamba.files import atomic_open
+from recbole_mamba.tune.cluster import start_ray
 
 FINAL = ("done", "failed", "oom")
 SPEC_FILE = "experiment.yaml"
@@ -171,10 +172,7 @@ def run_experiment(experiment=None, out=None, resume=False, max_concurrent=None,
     threads = max(1, int(cpus_per_cell))
     first = experiment.protocols[0]
     if pending:
-        import ray
-
-        ray.init(address=ray_address, include_dashboard=False, ignore_reinit_error=True,
-                 configure_logging=False, log_to_driver=False)
+        ray = start_ray(ray_address)
         remote = ray.remote(execute_cell).options(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)
         queue, in_flight, lost = list(pending), {}, []
         try:

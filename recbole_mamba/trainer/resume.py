@@ -22,6 +22,13 @@ def resume_file_of(checkpoint_file):
     return root + RESUME_SUFFIX
 
 
+def checkpoint_of(resume_file):
+    """``saved/MambaRec-<time>-last.pth`` -> ``saved/MambaRec-<time>.pth``: the best checkpoint is
+    found beside its resume state, so a run's folder can be moved or copied (a Tune trial's
+    checkpoint) and still resume."""
+    return resume_file[: -len(RESUME_SUFFIX)] + ".pth"
+
+
 def resume_files(folder):
     """The resume states in ``folder`` (a run's ``checkpoint_dir``; none where it does not exist)."""
     if not os.path.isdir(folder):

@@ -11,7 +11,7 @@ from recbole_mamba.data.candidates import CandidateEvalDataLoader
 from recbole_mamba.trainer.all_positions import scores_by_dot_product, training_loss
 from recbole_mamba.trainer.checkpoint import load_checkpoint, parameters_to_json, save_checkpoint
 from recbole_mamba.trainer.optimizers import SparseTableAdam
-from recbole_mamba.trainer.resume import random_state, restore_random_state, resume_file_of
+from recbole_mamba.trainer.resume import checkpoint_of, random_state, restore_random_state, resume_file_of
 from recbole_mamba.trainer.ranking import RankingCollector, candidate_topk, chunked_topk
 
 
@@ -98,7 +98,6 @@ class SafeCheckpointTrainer(Trainer):
             **self._checkpoint_state(epoch),
             best_valid_result=None if self.best_valid_result is None else {
                 key: float(value) for key, value in self.best_valid_result.items()},
-            best_checkpoint=os.path.abspath(self.saved_model_file),
             train_loss={str(key): float(value) for key, value in self.train_loss_dict.items()},
             patience_from_epoch=self.patience_from_epoch,
             initial_loss=self.initial_loss,
@@ -114,12 +113,12 @@ class SafeCheckpointTrainer(Trainer):
         if os.path.exists(self.resume_file):
             os.remove(self.resume_file)
 
-    def resume(self, state):
-        """Continue the run whose :attr:`resume_file` was loaded as ``state``
+    def resume(self, state, resume_file):
+        """Continue the run whose resume state ``resume_file`` was loaded as ``state``
         (:func:`~recbole_mamba.trainer.checkpoint.load_checkpoint`): weights, optimizer, epoch
-        counter, best result and its checkpoint, early-stopping state, timings; the random
-        generators and the training-batch order are restored when :meth:`fit` starts."""
-        self.saved_model_file = state["best_checkpoint"]
+        counter, best result and its checkpoint (the file beside it), early-stopping state, timings;
+        the random generators and the training-batch order are restored when :meth:`fit` starts."""
+        self.saved_model_file = checkpoint_of(os.path.abspath(resume_file))
         self.start_epoch = state["epoch"] + 1
         self.cur_step = state["cur_step"]
         self.best_valid_score = state["best_valid_score"]

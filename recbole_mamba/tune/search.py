@@ -7,17 +7,23 @@ far: training keeps the best checkpoint, so a trial that peaked and then overfit
 peak. A trial that raises is recorded as failed with its error and the search goes on. Under
 ``tune_dir``: ``results.csv``, ``results.md`` (a row per trial), ``best.yaml`` (the best
 configuration, for ``--config_files``, with every trial's parameters and score in its header) and
-``ray/``, Ray's experiment folder, which ``resume=True`` continues.
+``ray/``, Ray's experiment folder, which ``resume=True`` continues: each trial's latest checkpoint
+there is its run's resume state, so a trial interrupted mid-run (the search stopped or killed)
+continues after its last evaluated epoch and ends as it would have (``resumed_after_epochs`` in
+the tables).
 """
 
 import csv
 import math
 import os
+import shutil
+import tempfile
 import time
 
 import yaml
 
 from recbole_mamba.config import ConfigError, default_data_path, parse_cmd_args
+from recbole_mamba.tune.cluster import start_ray
 from recbole_mamba.tune.space import SpaceError, load_space, to_ray, trial_points
 
 SCHEDULERS = ("asha", "fifo")
@@ -25,26 +31,43 @@ EXPERIMENT = "ray"
 
 
 def _trial(config, model, dataset, config_files, fixed_args, bigger):
-    """One trial, run by Ray in a worker: report each epoch, then the test metrics."""
-    from ray.air import session
+    """One trial, run by Ray in a worker: report each epoch with the run's resume state as the
+    trial's checkpoint, then the test metrics. A trial restored from a checkpoint (``--resume``
+    after the search was stopped or killed) continues its run after the last reported epoch."""
+    from ray import tune
 
     from recbole_mamba.quick_start import run
+    from recbole_mamba.trainer.checkpoint import load_checkpoint
+    from recbole_mamba.trainer.resume import find_resume_file
 
-    best = -math.inf if bigger else math.inf
+    saved = tempfile.mkdtemp(prefix="trial-")  # the run's checkpoint_dir: its best checkpoint and resume state
+    checkpoint = tune.get_checkpoint()
+    best, resume, resumed_after = (-math.inf if bigger else math.inf), None, 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            shutil.copytree(folder, saved, dirs_exist_ok=True)
+        resume = saved
+        state = load_checkpoint(find_resume_file(saved))
+        best, resumed_after = state["best_valid_score"], state["epoch"] + 1
 
     def report_epoch(epoch_idx, valid_score, valid_result):
         nonlocal best
         best = max(best, valid_score) if bigger else min(best, valid_score)
-        session.report({"valid_score": valid_score, "best_valid_score": best,
-                        "epochs_run": epoch_idx + 1,
-                        **{f"valid/{k}": float(v) for k, v in valid_result.items()}})
+        tune.report({"valid_score": valid_score, "best_valid_score": best, "epochs_run": epoch_idx + 1,
+                     "resumed_after_epochs": resumed_after,
+                     **{f"valid/{k}": float(v) for k, v in valid_result.items()}},
+                    checkpoint=tune.Checkpoint.from_directory(saved))
 
-    result = run(model, dataset, config_file_list=config_files or None, config_dict=dict(config),
-                 cmd_args=fixed_args, epoch_callback=report_epoch)
-    session.report({"valid_score": float(result["best_valid_score"]),
-                    "best_valid_score": float(result["best_valid_score"]),
-                    "epochs_run": result["epochs_run"], "tested": True,
-                    **{f"test/{k}": float(v) for k, v in result["test_result"].items()}})
+    try:
+        result = run(model, dataset, config_file_list=config_files or None,
+                     config_dict={**config, "checkpoint_dir": saved}, cmd_args=fixed_args,
+                     epoch_callback=report_epoch, resume=resume)
+    finally:
+        shutil.rmtree(saved, ignore_errors=True)
+    tune.report({"valid_score": float(result["best_valid_score"]),
+                 "best_valid_score": float(result["best_valid_score"]),
+                 "epochs_run": result["epochs_run"], "tested": True, "resumed_after_epochs": resumed_after,
+                 **{f"test/{k}": float(v) for k, v in result["test_result"].items()}})
 
 
 def _plain(value):
@@ -59,6 +82,7 @@ def _rows(result_grid, param_names, max_epochs):
         row = {name: _plain((result.config or {}).get(name)) for name in param_names}
         row["best_valid"] = metrics.get("best_valid_score")
         row["epochs_run"] = metrics.get("epochs_run", 0)
+        row["resumed_after_epochs"] = metrics.get("resumed_after_epochs", 0)  # from a checkpoint, by --resume
         tests = {k: v for k, v in metrics.items() if k.startswith("test/")}
         row.update(tests)
         if result.error is not None:
@@ -68,7 +92,7 @@ def _rows(result_grid, param_names, max_epochs):
             row["status"] = "completed" if row["epochs_run"] >= max_epochs else "early-stopped (patience)"
         else:
             row["status"] = "stopped by scheduler"
-        row["trial"] = os.path.basename(result.log_dir) if result.log_dir else ""
+        row["trial"] = os.path.basename(result.path) if result.path else ""
         rows.append(row)
     return rows
 
@@ -169,19 +193,17 @@ def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_
                           f"or give another --tune_dir")
     os.makedirs(tune_dir, exist_ok=True)
 
-    import ray
-    from ray import air, tune
+    ray = start_ray(ray_address)
+    from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    trainable = tune.with_parameters(
-        _trial, model=model, dataset=dataset, config_files=config_files, fixed_args=fixed_args,
-        bigger=probe["valid_metric_bigger"],
-    )
-    trainable = tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-    ray.init(address=ray_address, include_dashboard=False, ignore_reinit_error=True,
-             configure_logging=False, log_to_driver=False)
     try:
+        trainable = tune.with_parameters(
+            _trial, model=model, dataset=dataset, config_files=config_files, fixed_args=fixed_args,
+            bigger=probe["valid_metric_bigger"],
+        )
+        trainable = tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
         if resume:
             if not tune.Tuner.can_restore(experiment):
                 raise ConfigError(f"nothing to resume in {experiment}")
@@ -197,9 +219,10 @@ def run_search(model, dataset, params_file, fixed_args=(), config_files=(), num_
                     search_alg=BasicVariantGenerator(points_to_evaluate=points or None),
                     max_concurrent_trials=max_concurrent,
                 ),
-                run_config=air.RunConfig(
+                run_config=tune.RunConfig(
                     name=EXPERIMENT, storage_path=tune_dir, verbose=1,
-                    failure_config=air.FailureConfig(max_failures=0, fail_fast=False),
+                    failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest: what resume needs
                 ),
             )
         grid = tuner.fit()

@@ -1,0 +1,70 @@
+"""A search killed (SIGKILL, driver and Ray with it) in the middle of a trial, resumed with
+--resume: the trial continues from its checkpoint (its run's resume state) after the epochs it had
+reported, and ends with the metrics of the same search never interrupted."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import SCRIPT, run_script
+from tests.tune.test_search import RAY
+
+
+def search_args(tiny_data_path, tune_dir):
+    return ["--tune", "--params_file=space.yaml", "--dataset=ml-tiny", f"--data_path={tiny_data_path}",
+            "--epochs=3", "--stopping_step=10", "--hidden_size=16", "--MAX_ITEM_LIST_LENGTH=20",
+            "--show_progress=False", f"--tune_dir={tune_dir}", "--scheduler=fifo"]
+
+
+def rows_of(tune_dir):
+    with open(tune_dir / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def checkpoint_recorded(experiment):
+    """Whether the driver has taken the trial's first result with its checkpoint (its logger
+    wrote result.json) and saved the experiment state since: what a restore reads (a checkpoint
+    written but not yet recorded is not resumed from)."""
+    results = [path.stat().st_mtime for path in experiment.glob("*/result.json") if path.stat().st_size]
+    states = [path.stat().st_mtime for path in experiment.glob("experiment_state-*.json")]
+    return bool(results and states) and max(states) > min(results)
+
+
+def stop_ray():
+    """Ray's processes the killed driver left (a later ray.init would join them)."""
+    subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_a_killed_search_resumes_its_trial_from_the_checkpoint(tiny_data_path, tmp_path):
+    (tmp_path / "space.yaml").write_text("dropout_prob: {trial: [0.1]}\n")
+    whole = run_script(*search_args(tiny_data_path, tmp_path / "whole"), cwd=tmp_path, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    (expected,) = rows_of(tmp_path / "whole")
+    assert expected["status"] == "completed" and expected["epochs_run"] == "3"
+    assert expected["resumed_after_epochs"] == "0"
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), *search_args(tiny_data_path, killed)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.time() + 300
+    try:
+        while not checkpoint_recorded(killed / "ray"):
+            assert proc.poll() is None and time.time() < deadline, "the search ended before a checkpoint"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        stop_ray()
+    assert not (killed / "results.csv").exists()  # killed before the trial finished
+
+    resumed = run_script(*search_args(tiny_data_path, killed), "--resume", cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (row,) = rows_of(killed)
+    assert row["status"] == "completed" and row["epochs_run"] == "3"
+    assert 1 <= int(row["resumed_after_epochs"]) < 3  # continued, not started again
+    metrics = [key for key in expected if key.startswith("test/")] + ["best_valid"]
+    assert len(metrics) > 4 and {key: row[key] for key in metrics} == {key: expected[key] for key in metrics}
