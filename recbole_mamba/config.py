@@ -23,6 +23,7 @@ from recbole.config import Config
 from recbole.utils import InputType
 
 from recbole_mamba.atomics.check import header_fields
+from recbole_mamba.atomics.store import STORE_MODES
 from recbole_mamba.errors import ConfigError
 from recbole_mamba.model.losses import SAMPLED_LOSSES
 from recbole_mamba.model.negatives import NEGATIVE_DISTRIBUTIONS, POPULARITY
@@ -42,7 +43,7 @@ EMBEDDED_DATASET = "ml-100k"  # ships inside the recbole wheel (recbole/dataset_
 ITEM_TABLE_UPDATES = ("dense", "sparse")  # Adam on every item row each step, or on the rows a batch reads
 CHOICES = {"mamba_backend": BACKEND_NAMES, "train_mode": (AUTO, *TRAIN_MODES), "train_windows": TRAIN_WINDOWS,
            "train_batch_order": TRAIN_BATCH_ORDERS, "item_table_updates": ITEM_TABLE_UPDATES,
-           "train_negatives_distribution": NEGATIVE_DISTRIBUTIONS}
+           "train_negatives_distribution": NEGATIVE_DISTRIBUTIONS, "interaction_store": STORE_MODES}
 # how to make a dataset that is missing, by the start of its name
 CONVERTERS = {
     "kuairand": "python -m recbole_mamba.atomics kuairand log_standard_*.csv log_random_*.csv --max-len 2000",

@@ -23,6 +23,7 @@ from recbole_mamba.atomics.cut import (
 from recbole_mamba.atomics.errors import OptionError, RawInputError
 from recbole_mamba.atomics.options import ConvertOptions
 from recbole_mamba.atomics.reader import BadLines, DelimitedReader, open_binary
+from recbole_mamba.atomics.store import write_converted_store
 from recbole_mamba.atomics.writer import format_table, sequence_stats, write_dataset
 
 LFM1B_COLUMNS = ("user_id", "artist_id", "album_id", "track_id", "timestamp")
@@ -107,6 +108,7 @@ def _finish(name, output_dir, columns, inter_spec, stats, user_table=None, item_
     stats["items"] = int(len(np.unique(columns["item"])))
     inter = [(header, columns[key]) for header, key in inter_spec]
     folder = write_dataset(output_dir, name, inter, stats, user_table, item_table)
+    write_converted_store(folder, name, columns["user"], columns["item"], columns["time"])
     print(format_table(name, stats))
     return {**stats, "folder": folder}
 

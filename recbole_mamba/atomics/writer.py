@@ -30,11 +30,15 @@ def _write_table(f, header, columns):
 
 
 def sequence_stats(user):
-    """Table-1 statistics of sorted user ids: users, interactions, avg/median/max length."""
-    _, lengths = np.unique(user, return_counts=True)
+    """Table-1 statistics of user ids: users, interactions, avg/median/max length."""
+    return length_stats(np.unique(user, return_counts=True)[1])
+
+
+def length_stats(lengths):
+    """Table-1 statistics of the users' numbers of interactions ``lengths`` (each >= 1)."""
     return {
         "users": int(len(lengths)),
-        "interactions": int(len(user)),
+        "interactions": int(lengths.sum()),
         "avg_seq_len": round(float(lengths.mean()), 2) if len(lengths) else 0.0,
         "median_seq_len": float(np.median(lengths)) if len(lengths) else 0.0,
         "max_seq_len": int(lengths.max()) if len(lengths) else 0,

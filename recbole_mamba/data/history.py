@@ -19,12 +19,15 @@ class UserHistory:
 
     def __init__(self, indptr, items):
         self.indptr = torch.as_tensor(indptr, dtype=torch.long)
-        self.items = torch.as_tensor(items, dtype=torch.long)
+        self.items = torch.as_tensor(items)  # int64, or a store's memory-mapped int32
 
     @classmethod
     def of_dataset(cls, dataset):
         """From a RecBole dataset before its split and augmentation (ids remapped, filters
-        applied; ``inter_feat`` still a DataFrame)."""
+        applied; ``inter_feat`` still a DataFrame), or from the interaction store it reads (no copy)."""
+        store = getattr(dataset, "store", None)
+        if store is not None:
+            return cls(store.offsets, torch.from_numpy(store.items))
         user, item, time = (np.asarray(dataset.inter_feat[field])
                             for field in (dataset.uid_field, dataset.iid_field, dataset.time_field))
         order = np.lexsort((time, user))  # by user, then time; stable as RecBole's sort
@@ -38,7 +41,7 @@ class UserHistory:
         counts = (end - start).clamp(min=0)
         rows = torch.repeat_interleave(torch.arange(len(users)), counts)
         offsets = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-        return rows, self.items[start[rows] + offsets]
+        return rows, self.items[start[rows] + offsets].long()
 
 
 def history_to_exclude(config, dataset):

@@ -103,8 +103,9 @@ class WindowDataset(AtomicFileLoading, Pandas3Dataset, SequentialDataset):
         positions = torch.arange(max_len)
         valid = positions < rows[self.item_list_length_field].unsqueeze(1)
         index = torch.where(valid, rows[WINDOW_START].unsqueeze(1) + positions, 0)
-        rows.update(Interaction({
+        rows.update(Interaction({  # ids as int64 whatever the source holds (a store's: int32)
             field: torch.where(valid, values[index], torch.zeros((), dtype=values.dtype))
+            .to(values.dtype if values.is_floating_point() else torch.int64)
             for field, values in self.history_sources.items()
         }))
         return self.join(rows) if join else rows

@@ -1,0 +1,244 @@
+"""The interaction store: a dataset's interactions as flat arrays that every process on a machine
+memory-maps, so the page cache holds them once and opening costs no parsing.
+
+A folder ``<dataset folder>/<name>.store/`` beside the atomic files:
+
+- ``offsets.i8``  (users + 1,) int64: user id ``u``'s interactions are ``[offsets[u], offsets[u+1])``
+- ``items.i4``    (interactions,) int32: item ids, by user, then time (as RecBole sorts them: its
+  timestamps are float32, and ties keep file order)
+- ``times.f8``    (interactions,) float64: their timestamps
+- ``user_tokens`` / ``item_tokens`` ``.bin`` + ``.i8``: each id's token, UTF-8, and its offsets
+- ``meta.json``   counts, the file sizes, the atomic file it was made from (size, modification
+  time and a fingerprint of its ends) and the loading settings it holds the result of
+
+Ids are RecBole's: 0 is ``[PAD]``, then tokens numbered in order of first appearance in the
+``.inter`` file (after RecBole's filters), as RecBole's remapping numbers them. The converters
+write the store with their atomic files; the data layer writes it from RecBole's loading of
+other atomic files (:mod:`recbole_mamba.data.store_dataset`). A store is written to a temporary
+folder and renamed into place whole; :func:`open_store` refuses, in one line naming the file,
+one that does not match its atomic file or its settings, or whose files are not whole.
+
+Only numpy: the converters write it without torch or RecBole.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from recbole_mamba.errors import InputError
+
+FORMAT = "recbole-mamba-store/1"
+STORE_MODES = ("auto", "on", "rebuild", "off")  # interaction_store: see recbole_mamba.data.store_dataset
+FINGERPRINT_BYTES = 1 << 20  # hashed at each end of the atomic file
+
+
+class StoreError(InputError):
+    """A store that cannot be used: missing, not whole, or not made from the atomic file and
+    settings of this run."""
+
+
+def store_folder(dataset_folder, name):
+    return os.path.join(dataset_folder, f"{name}.store")
+
+
+def source_fingerprint(path):
+    """{size, mtime_ns, ends}: what identifies an atomic file without reading it whole (``ends``:
+    SHA-1 of its first and last MiB)."""
+    stat = os.stat(path)
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        digest.update(f.read(FINGERPRINT_BYTES))
+        if stat.st_size > FINGERPRINT_BYTES:
+            f.seek(max(FINGERPRINT_BYTES, stat.st_size - FINGERPRINT_BYTES))
+            digest.update(f.read(FINGERPRINT_BYTES))
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ends": digest.hexdigest()}
+
+
+def loading_settings(user_field, item_field, time_field, field_separator, filters=None):
+    """What a store holds the result of: the fields and separator the atomic file is read with,
+    and RecBole's filters that drop interactions ({} where none drops any: the file as written)."""
+    return {"fields": [user_field, item_field, time_field], "field_separator": field_separator,
+            "filters": dict(sorted((filters or {}).items()))}
+
+
+def _write_tokens(folder, kind, tokens):
+    encoded = [str(token).encode("utf-8") for token in tokens]
+    ends = np.cumsum([len(b) for b in encoded], dtype=np.int64)
+    np.r_[np.int64(0), ends].tofile(os.path.join(folder, f"{kind}_tokens.i8"))
+    with open(os.path.join(folder, f"{kind}_tokens.bin"), "wb") as f:
+        f.write(b"".join(encoded))
+
+
+def write_store(dataset_folder, name, users, items, times, user_tokens, item_tokens, source, loading):
+    """Write ``<dataset_folder>/<name>.store`` from (interactions,) arrays ``users`` and ``items``
+    (RecBole ids, 1-based) and ``times``, sorted by user and then time; ``user_tokens`` and
+    ``item_tokens`` give each id's token (index 0: ``[PAD]``); ``source``: the atomic file it
+    was made from; ``loading``: :func:`loading_settings`. Returns the store's folder."""
+    users = np.asarray(users)
+    n_users, n_items = len(user_tokens), len(item_tokens)
+    if len(users) and (np.any(users[1:] < users[:-1]) or users[0] < 1 or users[-1] >= n_users):
+        raise ValueError("users must be sorted ids in [1, len(user_tokens))")
+    if n_items > np.iinfo(np.int32).max:
+        raise ValueError(f"{n_items:,} items do not fit the store's int32 ids")
+    target = store_folder(dataset_folder, name)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.store-", dir=dataset_folder)
+    try:
+        offsets = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(users, minlength=n_users), out=offsets[1:])
+        offsets.tofile(os.path.join(tmp, "offsets.i8"))
+        np.asarray(items, dtype=np.int32).tofile(os.path.join(tmp, "items.i4"))
+        np.asarray(times, dtype=np.float64).tofile(os.path.join(tmp, "times.f8"))
+        _write_tokens(tmp, "user", user_tokens)
+        _write_tokens(tmp, "item", item_tokens)
+        meta = {"format": FORMAT, "dataset": name, "users": n_users, "items": n_items, "interactions": len(users),
+                "items_seen": int(np.count_nonzero(np.bincount(np.asarray(items), minlength=n_items))),
+                "max_user_interactions": int(np.diff(offsets).max(initial=0)),
+                "source": {"file": os.path.basename(source), **source_fingerprint(source)}, "loading": loading,
+                "files": {f: os.path.getsize(os.path.join(tmp, f)) for f in sorted(os.listdir(tmp))}}
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1, sort_keys=True)
+        old = None
+        if os.path.exists(target):
+            old = tempfile.mkdtemp(prefix=f".{name}.store-old-", dir=dataset_folder)
+            os.replace(target, os.path.join(old, "store"))
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process put its store there first: the same data, keep that one
+            if not os.path.isdir(target):
+                raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def write_converted_store(folder, name, user, item, time):
+    """The store of a dataset a converter has just written to ``folder`` (its ``.inter`` rows:
+    raw ``user`` and ``item`` ids and ``time``, in file order): ids numbered by first appearance,
+    tokens as the file writes them, settings as the converter's yaml sets them."""
+    user_codes, user_ids = _first_appearance(user)
+    item_codes, item_ids = _first_appearance(item)
+    order = np.lexsort((np.asarray(time, np.float32), user_codes))  # as RecBole sorts: user, float32 time, stable
+    return write_store(folder, name, user_codes[order], item_codes[order], np.asarray(time, np.float64)[order],
+                       ["[PAD]", *map(str, user_ids)], ["[PAD]", *map(str, item_ids)],
+                       os.path.join(folder, f"{name}.inter"),
+                       loading_settings("user_id", "item_id", "timestamp", "\t"))
+
+
+def _first_appearance(values):
+    """(codes from 1 in order of first appearance, the distinct values in that order): as
+    RecBole's remapping (``pd.factorize``) numbers tokens."""
+    distinct, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    rank = np.empty(len(distinct), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(1, len(distinct) + 1)
+    return rank[inverse], distinct[np.argsort(first, kind="stable")]
+
+
+class TokenTable:
+    """The tokens of a store's ids, memory-mapped: ``len()``, ``table[i]`` (str), ``table[ids]``
+    (an array of str), iteration, as RecBole's ``field2id_token`` arrays offer them."""
+
+    def __init__(self, folder, kind):
+        self._offsets = np.memmap(os.path.join(folder, f"{kind}_tokens.i8"), dtype=np.int64, mode="r")
+        path = os.path.join(folder, f"{kind}_tokens.bin")
+        self._blob = np.memmap(path, dtype=np.uint8, mode="r") if os.path.getsize(path) else np.zeros(0, np.uint8)
+
+    def __len__(self):
+        return len(self._offsets) - 1
+
+    def _one(self, i):
+        return bytes(self._blob[self._offsets[i]:self._offsets[i + 1]]).decode("utf-8")
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            if not -len(self) <= index < len(self):
+                raise IndexError(f"token id {index} out of range for {len(self)} ids")
+            return self._one(int(index) % len(self))
+        ids = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
+        return np.array([self._one(int(i)) for i in ids.ravel()], dtype=str).reshape(ids.shape)
+
+    def __iter__(self):
+        return (self._one(i) for i in range(len(self)))
+
+    def index(self):
+        """{token: id}, built on first use (RecBole's ``field2token_id``; O(ids) memory)."""
+        return {token: i for i, token in enumerate(self)}
+
+
+class InteractionStore:
+    """An opened store (:func:`open_store`): ``offsets`` and ``items`` memory-mapped (copy on
+    write: never written back), ``user_tokens`` / ``item_tokens`` (:class:`TokenTable`),
+    ``meta``; timestamps read where asked (:meth:`times_at`)."""
+
+    def __init__(self, folder, meta):
+        self.folder, self.meta = folder, meta
+        self.offsets = np.memmap(os.path.join(folder, "offsets.i8"), dtype=np.int64, mode="c")
+        self.items = (np.memmap(os.path.join(folder, "items.i4"), dtype=np.int32, mode="c")
+                      if meta["interactions"] else np.zeros(0, np.int32))
+        self.user_tokens, self.item_tokens = TokenTable(folder, "user"), TokenTable(folder, "item")
+
+    def times_at(self, index):
+        """(len(index),) float64: the timestamps of interactions ``index``, read through a map
+        dropped afterwards (so its pages do not stay in this process)."""
+        index = np.asarray(index, dtype=np.int64)
+        if not len(index):
+            return np.zeros(0, np.float64)
+        times = np.memmap(os.path.join(self.folder, "times.f8"), dtype=np.float64, mode="r")
+        try:
+            return np.array(times[index])
+        finally:
+            del times
+
+    @property
+    def interactions(self):
+        return self.meta["interactions"]
+
+    def lengths(self):
+        """(users,) int64: each user's number of interactions (user 0, ``[PAD]``: none)."""
+        return np.diff(self.offsets)
+
+    def nbytes(self):
+        """Bytes of its files."""
+        return sum(self.meta["files"].values())
+
+
+def _refuse(path, why):
+    raise StoreError(f"{path}: {why}: --interaction_store=rebuild writes it again from the atomic file, "
+                     "--interaction_store=off reads the atomic file without it")
+
+
+def open_store(dataset_folder, name, source, loading):
+    """The store of ``name`` in ``dataset_folder``, checked against its ``source`` atomic file
+    and the run's ``loading`` settings (:func:`loading_settings`); None where there is none; a
+    :class:`StoreError` naming the file where it does not match or is not whole."""
+    folder = store_folder(dataset_folder, name)
+    meta_path = os.path.join(folder, "meta.json")
+    if not os.path.isdir(folder):
+        return None
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as error:
+        _refuse(meta_path, f"not a readable store description ({type(error).__name__})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        _refuse(meta_path, f"not a {FORMAT} store")
+    if meta["dataset"] != name:
+        _refuse(meta_path, f"the store of another dataset ({meta['dataset']!r})")
+    for file, size in meta["files"].items():
+        path = os.path.join(folder, file)
+        found = os.path.getsize(path) if os.path.exists(path) else None
+        if found != size:
+            _refuse(path, "missing" if found is None else f"truncated or changed ({found:,} bytes, written {size:,})")
+    recorded, now = meta["source"], source_fingerprint(source)
+    if os.path.basename(source) != recorded["file"] or {k: recorded[k] for k in now} != now:
+        changed = [k for k in ("size", "mtime_ns", "ends") if recorded.get(k) != now[k]]
+        _refuse(folder, f"made from another {os.path.basename(source)} (its {', '.join(changed)} changed since)")
+    if meta["loading"] != loading:
+        diff = sorted(k for k in set(meta["loading"]) | set(loading) if meta["loading"].get(k) != loading.get(k))
+        _refuse(folder, f"made with other loading settings ({', '.join(diff)}: {meta['loading']} then, {loading} now)")
+    return InteractionStore(folder, meta)
