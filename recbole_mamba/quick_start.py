@@ -24,6 +24,7 @@ from recbole_mamba.model.chunked_ce import cross_entropy_flops, measured_flops_p
 from recbole_mamba.model.losses import SAMPLED_LOSSES
 from recbole_mamba.model.negatives import POPULARITY
 from recbole_mamba.trainer import SafeCheckpointTrainer, checkpoint_parameters, load_checkpoint
+from recbole_mamba.trainer.checkpoint import token_tensors
 from recbole_mamba.trainer.resume import find_resume_file
 from recbole_mamba.trainer.all_positions import build_model, scores_by_dot_product
 from recbole_mamba.trainer.memory import check_memory
@@ -234,7 +235,7 @@ def run(
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
     trainer = SafeCheckpointTrainer(config, recommender)
-    trainer.item_tokens = [str(token) for token in data.field2id_token[data.iid_field]]
+    trainer.item_tokens = token_tensors(data.field2id_token[data.iid_field])
     epochs_run = 0
     if state is not None:
         trainer.resume(state, resume_file)

@@ -144,9 +144,9 @@ class TokenTable:
     (an array of str), iteration, as RecBole's ``field2id_token`` arrays offer them."""
 
     def __init__(self, folder, kind):
-        self._offsets = np.memmap(os.path.join(folder, f"{kind}_tokens.i8"), dtype=np.int64, mode="r")
+        self._offsets = np.memmap(os.path.join(folder, f"{kind}_tokens.i8"), dtype=np.int64, mode="c")
         path = os.path.join(folder, f"{kind}_tokens.bin")
-        self._blob = np.memmap(path, dtype=np.uint8, mode="r") if os.path.getsize(path) else np.zeros(0, np.uint8)
+        self._blob = np.memmap(path, dtype=np.uint8, mode="c") if os.path.getsize(path) else np.zeros(0, np.uint8)
 
     def __len__(self):
         return len(self._offsets) - 1
@@ -164,6 +164,10 @@ class TokenTable:
 
     def __iter__(self):
         return (self._one(i) for i in range(len(self)))
+
+    def arrays(self):
+        """(UTF-8 bytes (uint8), offsets (ids + 1,) int64): the table as stored, not copied."""
+        return self._blob, self._offsets
 
     def index(self):
         """{token: id}, built on first use (RecBole's ``field2token_id``; O(ids) memory)."""

@@ -22,7 +22,7 @@ from recbole_mamba.errors import ServeError
 from recbole_mamba.registry import get_model
 from recbole_mamba.serve.session import Session
 from recbole_mamba.trainer.all_positions import build_model
-from recbole_mamba.trainer.checkpoint import CheckpointError, checkpoint_parameters, load_checkpoint
+from recbole_mamba.trainer.checkpoint import CheckpointError, checkpoint_parameters, load_checkpoint, tokens_of
 
 
 class _Parameters(dict):
@@ -51,6 +51,8 @@ def load(checkpoint, device="cpu", model=None):
     state = load_checkpoint(path)
     parameters = checkpoint_parameters(path, state)
     tokens = state.get("item_tokens")
+    if tokens is not None:
+        tokens = tokens_of(tokens)
     if tokens is None:
         raise CheckpointError(f"{path}: it holds no item tokens to serve from (written by an older "
                               "recbole-mamba)")

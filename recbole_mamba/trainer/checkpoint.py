@@ -39,6 +39,28 @@ def checkpoint_parameters(path, checkpoint):
     return parameters
 
 
+def token_tensors(tokens):
+    """Item tokens as a checkpoint holds them: ``{"utf8": (bytes,) uint8, "ends": (ids,) int64}``,
+    each token's UTF-8 bytes ending at ``ends[i]`` (17 bytes a 9-character token, where a list of
+    str costs about 60 in memory and in the file). ``tokens``: a store's token table (its arrays,
+    not copied) or a sequence of str."""
+    if hasattr(tokens, "arrays"):
+        blob, offsets = tokens.arrays()
+        return {"utf8": torch.from_numpy(blob), "ends": torch.from_numpy(offsets[1:])}
+    encoded = [str(token).encode("utf-8") for token in tokens]
+    ends = torch.tensor([len(b) for b in encoded], dtype=torch.int64).cumsum(0)
+    return {"utf8": torch.frombuffer(bytearray(b"".join(encoded)), dtype=torch.uint8), "ends": ends}
+
+
+def tokens_of(value):
+    """The list of str of a checkpoint's ``item_tokens`` (:func:`token_tensors`, or a list of str
+    as older checkpoints hold them)."""
+    if not isinstance(value, dict):
+        return list(value)
+    blob, ends = bytes(value["utf8"].numpy()), value["ends"].tolist()
+    return [blob[a:b].decode("utf-8") for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+
 def save_checkpoint(path, **state):
     """Write ``state`` (tensors, state_dicts, numbers, strings) atomically to ``path``."""
     with atomic_open(path, "wb") as f:

@@ -28,7 +28,7 @@ class SafeCheckpointTrainer(Trainer):
     ranking walks the items in chunks, sampled ranking scores each row's candidates once
     (:mod:`recbole_mamba.trainer.ranking`, :mod:`recbole_mamba.data.candidates`)."""
 
-    item_tokens = None  # external item token of each item id (list of str), saved for serving
+    item_tokens = None  # external item token of each item id (checkpoint.token_tensors), saved for serving
     _history = None  # (UserHistory, left out) of the dataloader being evaluated, for exclude_history
     train_seconds = ()  # fit: wall seconds of each training epoch
     evaluations = ()  # fit: one dict per validation: epoch, valid_s, valid_score, elapsed_s (since fit began)
