@@ -80,8 +80,10 @@ def test_working_memory_is_a_chunk_not_the_logits_matrix(monkeypatch):
     assert n * n_items > 8 * 4096
 
 
-def test_a_slow_exact_softmax_is_announced_before_training(tiny_data_path, monkeypatch, caplog):
-    """At the measured rate, an hour an epoch or more: one warning naming the cost and SSM."""
+def test_a_slow_default_exact_softmax_is_refused_before_training(tiny_data_path, monkeypatch, caplog):
+    """More than an hour an epoch at the timed rate: refused in one line naming the cost, SSM and
+    how to insist where CE is the default, one warning where it was asked for; nothing under the
+    hour, and nothing timed where an hour is out of reach."""
     import logging
 
     from recbole.data import data_preparation
@@ -96,13 +98,34 @@ def test_a_slow_exact_softmax_is_announced_before_training(tiny_data_path, monke
     train, _, _ = data_preparation(config, create_dataset(config))
     model = build_model(config.model_class, config, train._dataset)
     logger = logging.getLogger("test_chunked_ce")
-    monkeypatch.setattr(quick_start, "cross_entropy_flops", lambda *shape: 4e15)
-    monkeypatch.setattr(quick_start, "measured_flops_per_second", lambda device: 1e11)
+    positions = int(train._dataset.inter_feat[train._dataset.item_list_length_field].sum())
+    logits = positions * model.n_items
+    monkeypatch.setattr(quick_start, "SLOWEST_SECONDS_PER_LOGIT", 1.0)  # time this tiny catalogue too
+    monkeypatch.setattr(quick_start, "measured_seconds_per_logit", lambda hidden, device: 7200 / logits)
+    with pytest.raises(quick_start.SlowLossError) as refused:  # CE is MambaRec's default: refused
+        quick_start.check_exact_softmax_cost(config, model, train._dataset, logger)
+    assert str(refused.value) == (
+        f"loss_type CE (MambaRec's default, from properties/model/MambaRec.yaml): an exact softmax over "
+        f"{model.n_items:,} items at {positions:,} training positions takes about 2.0 h an epoch on cpu (timed here: "
+        f"{7200 / logits * 1e9:.1f} ns a position x item); --loss_type=SSM trains a sampled softmax over "
+        "train_negatives 256 items, --loss_type=CE runs it as asked")
+    asked = RecboleMambaConfig("MambaRec", "ml-tiny", config_dict={
+        "data_path": tiny_data_path, "hidden_size": 16, "MAX_ITEM_LIST_LENGTH": 20, "train_mode": "all_positions",
+        "loss_type": "CE"})
     with caplog.at_level(logging.WARNING, logger="test_chunked_ce"):
-        quick_start.warn_exact_softmax_cost(config, model, train._dataset, logger)
-    assert len(caplog.records) == 1
-    assert "4.00 PFLOP an epoch, about 11.1 h on cpu" in caplog.text and "--loss_type=SSM" in caplog.text
+        quick_start.check_exact_softmax_cost(asked, model, train._dataset, logger)  # asked for: a warning
+    assert len(caplog.records) == 1 and "about 2.0 h an epoch on cpu" in caplog.text and "--loss_type=SSM" in caplog.text
     caplog.clear()
-    monkeypatch.setattr(quick_start, "measured_flops_per_second", lambda device: 1e13)
-    quick_start.warn_exact_softmax_cost(config, model, train._dataset, logger)
+    monkeypatch.setattr(quick_start, "measured_seconds_per_logit", lambda hidden, device: 1800 / logits)
+    quick_start.check_exact_softmax_cost(config, model, train._dataset, logger)  # half an hour: nothing said
     assert not caplog.records
+    monkeypatch.setattr(quick_start, "SLOWEST_SECONDS_PER_LOGIT", 100e-9)
+    monkeypatch.setattr(quick_start, "measured_seconds_per_logit", None)  # not timed: an hour is out of reach
+    quick_start.check_exact_softmax_cost(config, model, train._dataset, logger)
+
+
+def test_the_timed_loss_cost_is_the_loss_runs_time():
+    from recbole_mamba.model.chunked_ce import measured_seconds_per_logit
+
+    per_logit = measured_seconds_per_logit(16, states=64, items=1 << 14)
+    assert 1e-12 < per_logit < 1e-6
