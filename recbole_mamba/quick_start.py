@@ -156,6 +156,17 @@ def check_exact_softmax_cost(config, model, train_dataset, logger):
                         f"{sampled}, --loss_type=CE runs it as asked")
 
 
+def host_memory_parts(data, item_tokens):
+    """What the run will bring into this process's resident memory that is not there when its
+    memory is estimated: the interaction store's pages, which training reads (memory-mapped), and
+    the item tokens every checkpoint holds (a store's: mapped, read as a checkpoint is written)."""
+    parts = {"item tokens, in checkpoints": sum(t.numel() * t.element_size() for t in item_tokens.values())}
+    store = getattr(data, "store", None)
+    if store is not None:
+        parts["interaction store, paged in by training"] = store.items.nbytes + store.offsets.nbytes
+    return parts
+
+
 def _build(config):
     """Logger, data and model of ``config``: returns (dataset, (train, valid, test dataloaders),
     model, the dataset's statistics before the split)."""
@@ -242,13 +253,15 @@ def run(
     data, (train_data, valid_data, test_data), recommender, statistics = _build(config)
     logger = getLogger()
     check_exact_softmax_cost(config, recommender, train_data._dataset, logger)
+    item_tokens = token_tensors(data.field2id_token[data.iid_field])
     if config["check_memory"]:
-        check_memory(config, recommender, logger, eval_loaders=(valid_data, test_data))
+        check_memory(config, recommender, logger, eval_loaders=(valid_data, test_data),
+                     host_parts=host_memory_parts(data, item_tokens))
     flops = get_flops(recommender, data, config["device"], logger, construct_transform(config))
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
     trainer = SafeCheckpointTrainer(config, recommender)
-    trainer.item_tokens = token_tensors(data.field2id_token[data.iid_field])
+    trainer.item_tokens = item_tokens
     epochs_run = 0
     if state is not None:
         trainer.resume(state, resume_file)

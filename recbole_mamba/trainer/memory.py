@@ -377,9 +377,11 @@ class RunMemory:
         return fixes
 
 
-def check_memory(config, model, logger=None, eval_loaders=()):
+def check_memory(config, model, logger=None, eval_loaders=(), host_parts=None):
     """Estimate the run's peak memory (:class:`RunMemory`), log it, and raise
     :class:`MemoryBudgetError` where it exceeds what the device has free; returns the estimate.
+    ``host_parts`` ({name: bytes}): what the process will hold beside it on a CPU that is not
+    resident yet (a memory-mapped store's pages).
 
     An evaluation batch that alone does not fit, where the user did not give ``eval_batch_size``,
     is made smaller instead (metrics do not depend on it): ``config`` and ``eval_loaders`` are
@@ -388,6 +390,8 @@ def check_memory(config, model, logger=None, eval_loaders=()):
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # the probes' dropout leaves training's random draws as they were
         estimate = RunMemory(config, model, device, resident_bytes() if device.type == "cpu" else 0)
+    if device.type == "cpu":
+        estimate.parts.update(host_parts or {})
     available = available_bytes(device) + (estimate.parts.get("process now (dataset, parameters)", 0))
     where = "this machine" if device.type == "cpu" else str(device)
     rows = estimate.eval_rows_that_fit(available)
