@@ -49,7 +49,9 @@ def test_a_killed_search_resumes_its_trial_from_the_checkpoint(tiny_data_path, t
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(SCRIPT), *search_args(tiny_data_path, killed)], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                            # the driver records the experiment after every result (Ray's default: at most
+                            # once every 10 s, longer than this tiny trial may take)
+                            env={**os.environ, "PYTHONWARNINGS": "ignore", "TUNE_GLOBAL_CHECKPOINT_S": "0"})
     deadline = time.time() + 300
     try:
         while not checkpoint_recorded(killed / "ray"):
