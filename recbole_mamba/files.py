@@ -9,6 +9,12 @@ _UMASK = os.umask(0)  # read once, at import: os.umask can only be read by setti
 os.umask(_UMASK)
 
 
+def as_created(path):
+    """Give ``path`` the mode ``open()`` or ``os.mkdir()`` would have created it with (tempfile's
+    mkstemp and mkdtemp make theirs private to the user)."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_UMASK)
+
+
 @contextmanager
 def atomic_path(path, suffix=".tmp"):
     """Yield a temporary file name in ``path``'s folder; when the block ends without an exception
@@ -17,7 +23,7 @@ def atomic_path(path, suffix=".tmp"):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would create it (mkstemp makes it private)
+    as_created(tmp)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -30,6 +30,7 @@ import tempfile
 import numpy as np
 
 from recbole_mamba.errors import InputError
+from recbole_mamba.files import as_created
 
 FORMAT = "recbole-mamba-store/1"
 STORE_MODES = ("auto", "on", "rebuild", "off")  # interaction_store: see recbole_mamba.data.store_dataset
@@ -86,6 +87,7 @@ def write_store(dataset_folder, name, users, items, times, user_tokens, item_tok
         raise ValueError(f"{n_items:,} items do not fit the store's int32 ids")
     target = store_folder(dataset_folder, name)
     tmp = tempfile.mkdtemp(prefix=f".{name}.store-", dir=dataset_folder)
+    as_created(tmp)  # readable by whoever may read the atomic files beside it
     try:
         offsets = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(users, minlength=n_users), out=offsets[1:])

@@ -45,6 +45,18 @@ def test_a_store_reads_back_as_written(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["d.inter", "d.store"]  # nothing temporary left
 
 
+def test_a_store_is_as_readable_as_its_atomic_file(tmp_path):
+    """Its folder and files get the modes of new files, not tempfile's private ones: whoever can
+    read the dataset can read its store."""
+    umask = os.umask(0)
+    os.umask(umask)
+    small_store(str(tmp_path))
+    folder = store_folder(str(tmp_path), "d")
+    assert os.stat(tmp_path / "d.inter").st_mode & 0o777 == 0o666 & ~umask
+    assert os.stat(folder).st_mode & 0o777 == 0o777 & ~umask
+    assert {os.stat(os.path.join(folder, f)).st_mode & 0o777 for f in os.listdir(folder)} == {0o666 & ~umask}
+
+
 def test_users_must_come_sorted(tmp_path):
     with pytest.raises(ValueError, match="sorted ids"):
         write_store(str(tmp_path), "d", np.array([2, 1]), np.array([1, 1]), np.zeros(2), ["[PAD]", "a", "b"],
