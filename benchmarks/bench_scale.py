@@ -11,8 +11,15 @@ stages by its log lines (load and build, the estimate, one training epoch, valid
 run's own estimate of its peak memory (logged before training) is printed beside the measured
 peak. Then the growth between sizes (the target: 4x users costs at most 4.4x time and memory).
 
+The converter writes the interaction store, which the runs read (``interaction_store: auto``;
+``--extra --interaction_store=off`` loads the atomic files instead); the time to open it and build
+the dataset on it in a fresh process is printed after each conversion, and the growth of peak RSS
+per added interaction between sizes (the target: at most 24 bytes).
+
 ``python benchmarks/bench_scale.py [--users 250 1000 4000] [--models MambaRec SASRec]
-[--modes full uni100] [--work DIR]`` (logs and datasets are kept in ``--work`` and reused).
+[--modes full uni100] [--work DIR]`` (logs and datasets are kept in ``--work`` and reused);
+``--preset kuairand-27k``: the study's KuaiRand-27K cut at 2,003 (27,000 users, a power law over
+32 M videos, MambaRec, uni100, sparse item-table updates).
 """
 
 import argparse
@@ -47,10 +54,13 @@ def generate_log(path, users, rows_per_user=11_700, videos=4_370_000, exponent=0
     click with probability 1/2, videos from a bounded power law (density ~ rank^-exponent) over
     ``videos`` ids. The default shape gives KuaiRand-1K's 1.2 M distinct clicked videos a 1,000
     users cut at 2,003."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
     rng = np.random.default_rng(seed)
     tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(",".join(KUAIRAND_COLUMNS) + "\n")
+    with open(tmp, "wb") as f:
+        f.write((",".join(KUAIRAND_COLUMNS) + "\n").encode())
         for start in range(0, users, chunk_users):
             ids = np.arange(start, min(users, start + chunk_users))
             n = len(ids) * rows_per_user
@@ -61,7 +71,8 @@ def generate_log(path, users, rows_per_user=11_700, videos=4_370_000, exponent=0
             cols.update(user_id=np.repeat(ids, rows_per_user), video_id=video, date=20220408, tab=1,
                         time_ms=1_650_000_000_000 + np.tile(np.arange(rows_per_user, dtype=np.int64) * 60_000, len(ids)),
                         is_click=(rng.random(n) < 0.5).astype(np.int8))
-            pd.DataFrame(cols).to_csv(f, header=False, index=False)
+            table = pa.table({c: np.broadcast_to(cols[c], n) for c in KUAIRAND_COLUMNS})
+            pa_csv.write_csv(table, f, write_options=pa_csv.WriteOptions(include_header=False))
     os.replace(tmp, path)
 
 
@@ -208,8 +219,43 @@ def report_memory_model(memory_model, measured, models, modes):
             print(f"  {name}, {items / 1e6:.0f} M items: " + "; ".join(cells))
 
 
+OPEN_STORE = """
+import sys, time
+start = time.perf_counter()
+from recbole_mamba.config import RecboleMambaConfig
+from recbole_mamba.data import create_dataset
+from recbole_mamba.data.store_dataset import interaction_store, run_loading
+imported = time.perf_counter()
+config = RecboleMambaConfig("MambaRec", sys.argv[1], config_dict={"data_path": sys.argv[2], "MAX_ITEM_LIST_LENGTH": int(sys.argv[3]),
+                                                                  "train_mode": "all_positions", "interaction_store": "on"})
+configured = time.perf_counter()
+store = interaction_store(config)
+opened = time.perf_counter()
+dataset = create_dataset(config)
+dataset.build()  # the rows of every split
+built = time.perf_counter()
+print(f"{store.interactions} {opened - configured:.3f} {built - opened:.3f} {imported - start:.3f}")
+"""
+
+
+def time_open_store(name, data_path, length):
+    """(interactions, seconds to open and check the store, seconds to build the dataset on it and
+    split it into rows, seconds to import the plugin and RecBole) in a fresh process."""
+    out = subprocess.run([sys.executable, "-c", OPEN_STORE, name, data_path, str(length)], cwd=ROOT, capture_output=True,
+                         text=True, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    count, opened, built, imported = out.stdout.split()[-4:]
+    return int(count), float(opened), float(built), float(imported)
+
+
+PRESETS = {  # the reference study's KuaiRand-27K cut at 2,003: 27,000 users, videos from a power law over 32 M ids
+    "kuairand-27k": {"users": [27_000], "rows_per_user": 4_200, "videos": 32_000_000, "models": ["MambaRec"],
+                     "modes": ["uni100"], "extra": ["--item_table_updates=sparse"]},
+}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="a study shape: sets the options below")
     parser.add_argument("--users", type=int, nargs="+", default=[250, 1000, 4000])
     parser.add_argument("--rows-per-user", type=int, default=11_700)
     parser.add_argument("--videos", type=int, default=4_370_000)
@@ -219,10 +265,12 @@ def main():
     parser.add_argument("--extra", nargs="*", default=[], help="more --key=value for every run")
     parser.add_argument("--work", default="/tmp/bench_scale")
     args = parser.parse_args()
+    for key, value in PRESETS.get(args.preset, {}).items():
+        setattr(args, key, value)
     warnings.filterwarnings("ignore")  # RecBole's pandas warnings, when the memory model loads a dataset here
     work = Path(args.work)
     (work / "atomics").mkdir(parents=True, exist_ok=True)
-    results, loads, measured = {}, [], {}
+    results, loads, measured, interactions = {}, [], {}, {}
     print(f"KuaiRand-shaped logs: {args.rows_per_user:,} raw rows a user, power-law videos over {args.videos:,}; "
           f"MAX_ITEM_LIST_LENGTH {args.length}, one epoch, --loss_type=SSM; {os.cpu_count()} CPUs")
     for users in args.users:
@@ -239,6 +287,10 @@ def main():
               f"{' '.join(stats[1:4])} (users, items, interactions)")
         results[(users, "convert")] = (convert.seconds, convert.peak)
         n_items, n_interactions = (int(v.replace(",", "")) for v in stats[2:4])
+        interactions[users] = n_interactions
+        count, opened, built, imported = time_open_store(name, str(work / "atomics"), args.length)
+        print(f"  store: {count:,} interactions, opened and checked in {opened:.2f} s, dataset built on it and "
+              f"split into rows in {built:.2f} s (imports {imported:.1f} s)")
         for model in args.models:
             for mode in args.modes:
                 run = Watched([sys.executable, str(ROOT / "run_recbole_mamba.py"), f"--model={model}",
@@ -265,8 +317,9 @@ def main():
         for label in sorted({lab for _, lab in results}):
             if (small, label) in results and (large, label) in results:
                 (t0, m0), (t1, m1) = results[(small, label)], results[(large, label)]
+                i0, i1 = interactions[small], interactions[large]
                 print(f"  {label}: {large / small:.0f}x users ({small} -> {large}): time {t1 / t0:.2f}x, "
-                      f"peak RSS {m1 / m0:.2f}x")
+                      f"peak RSS {m1 / m0:.2f}x, {(m1 - m0) / max(1, i1 - i0):.1f} bytes more an added interaction")
     if len(loads) >= 2:
         memory_model = MemoryModel(loads, f"kuairand-u{sizes[0]}", str(work / "atomics"), args.models, args.extra)
         report_memory_model(memory_model, measured, args.models, args.modes)
