@@ -36,11 +36,13 @@ GIB = 1 << 30
 # Resident memory per byte of tensors in a training step or an evaluation batch (the allocator's
 # and the math libraries' share beside the tensors, and the heap an epoch leaves that evaluation
 # reuses only in part), and what the trainer, its loaders and checkpointing add to the process
-# once training starts. Fitted to the 250-user runs of benchmarks/bench_scale.py (2-core VM,
-# L = 2,000, 0.4 M items: MambaRec 1.72 and 1.54 GiB, SASRec 5.08 GiB peak) and checked on its
-# 1,000-user runs (docs/large-catalogues.md).
+# once training starts. The factor was fitted to the 250-user runs of benchmarks/bench_scale.py
+# (2-core VM, L = 2,000, 0.4 M items: MambaRec 1.72 and 1.54 GiB, SASRec 5.08 GiB peak); the
+# runtime to its runs on the interaction store (2,000 and 16,000 users at 0.1 M items, measured
+# 1.06 and 1.22 GiB, where 0.3 GiB over-estimated them by a quarter; 27,000 users at 20.6 M items,
+# 22.7 GiB) and checked on the atomic files' 1,000- and 4,000-user runs (docs/large-catalogues.md).
 RESIDENT_PER_TENSOR_BYTE = 1.6
-TRAINING_RUNTIME_BYTES = 0.3 * GIB
+TRAINING_RUNTIME_BYTES = 0.1 * GIB
 # probes of 2 and 4 rows of 256 items and 4 rows of 512 (fewer where MAX_ITEM_LIST_LENGTH is
 # shorter): long enough that attention's length x length tensors show as they will at length 2,000
 PROBE_ROWS, PROBE_LENGTH = 2, 256
