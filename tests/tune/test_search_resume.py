@@ -3,6 +3,7 @@
 reported, and ends with the metrics of the same search never interrupted."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -25,12 +26,20 @@ def rows_of(tune_dir):
 
 
 def checkpoint_recorded(experiment):
-    """Whether the driver has taken the trial's first result with its checkpoint (its logger
-    wrote result.json) and saved the experiment state since: what a restore reads (a checkpoint
-    written but not yet recorded is not resumed from)."""
-    results = [path.stat().st_mtime for path in experiment.glob("*/result.json") if path.stat().st_size]
-    states = [path.stat().st_mtime for path in experiment.glob("experiment_state-*.json")]
-    return bool(results and states) and max(states) > min(results)
+    """Whether the driver's saved experiment state holds a checkpoint of the trial: what a restore
+    reads (a checkpoint written, or a result logged, but not yet in the saved state is not resumed
+    from). The trial's checkpoint manager is saved cloudpickled, as hex; its checkpoints' folder
+    names are in it as text."""
+    for path in experiment.glob("experiment_state-*.json"):
+        try:
+            trials = json.loads(path.read_text())["trial_data"]
+        except (OSError, ValueError, KeyError):  # being replaced as we read it
+            continue
+        for _, trial_state in trials:
+            manager = json.loads(trial_state).get("checkpoint_manager", {})
+            if b"checkpoint_0" in bytes.fromhex(manager.get("value", "")):
+                return True
+    return False
 
 
 def stop_ray():
