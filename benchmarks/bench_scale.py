@@ -33,7 +33,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -224,7 +223,7 @@ import sys, time
 start = time.perf_counter()
 from recbole_mamba.config import RecboleMambaConfig
 from recbole_mamba.data import create_dataset
-from recbole_mamba.data.store_dataset import interaction_store, run_loading
+from recbole_mamba.data.store_dataset import interaction_store
 imported = time.perf_counter()
 config = RecboleMambaConfig("MambaRec", sys.argv[1], config_dict={"data_path": sys.argv[2], "MAX_ITEM_LIST_LENGTH": int(sys.argv[3]),
                                                                   "train_mode": "all_positions", "interaction_store": "on"})

@@ -50,12 +50,10 @@ def load(checkpoint, device="cpu", model=None):
     path = str(checkpoint)
     state = load_checkpoint(path)
     parameters = checkpoint_parameters(path, state)
-    tokens = state.get("item_tokens")
-    if tokens is not None:
-        tokens = tokens_of(tokens)
-    if tokens is None:
+    if state.get("item_tokens") is None:
         raise CheckpointError(f"{path}: it holds no item tokens to serve from (written by an older "
                               "recbole-mamba)")
+    tokens = tokens_of(state["item_tokens"])
     name = state.get("model")
     if model is not None and name != model:
         raise CheckpointError(f"{path}: a checkpoint of {name}, not of {model}")
