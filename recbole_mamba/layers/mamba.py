@@ -162,13 +162,33 @@ class Mamba(nn.Module):
             and self._backend_on(x.device) == "cpu"
         )
 
+    def _check_step_args(self, hidden_states, conv_state, ssm_state):
+        batch = hidden_states.shape[0] if hidden_states.dim() == 3 else "batch"
+        expected = {
+            "hidden_states": (batch, 1, self.d_model),
+            "conv_state": (batch, self.d_inner, self.d_conv),
+            "ssm_state": (batch, self.d_inner, self.d_state),
+        }
+        device = self.out_proj.weight.device
+        for name, t in zip(expected, (hidden_states, conv_state, ssm_state), strict=True):
+            if tuple(t.shape) != expected[name]:
+                raise ValueError(f"Mamba.step: {name} has shape {tuple(t.shape)}, expected {expected[name]} "
+                                 "(batch, 1, d_model), (batch, d_inner, d_conv), (batch, d_inner, d_state)")
+            if not t.is_floating_point():
+                raise ValueError(f"Mamba.step: {name} has dtype {t.dtype}, expected a floating point dtype")
+            if t.device != device:
+                raise ValueError(f"Mamba.step: {name} is on {t.device}, the mixer on {device}")
+
     def step(self, hidden_states, conv_state, ssm_state):
         """One time step, as mamba-ssm's ``Mamba.step``.
 
         hidden_states: (batch, 1, d_model); conv_state, ssm_state from
         :meth:`allocate_inference_cache` (updated in place and returned).
-        Returns (out (batch, 1, d_model), conv_state, ssm_state).
+        Returns (out (batch, 1, d_model), conv_state, ssm_state). Other shapes, devices or a
+        non-floating dtype are refused with a ``ValueError`` before anything runs (the ``cpu``
+        backend's one-call step reads the states through these shapes).
         """
+        self._check_step_args(hidden_states, conv_state, ssm_state)
         x, z = self.in_proj(hidden_states[:, 0]).chunk(2, dim=-1)  # (batch, d_inner) each
         if self._fused_step(x, conv_state, ssm_state):
             y = scan_cpu.mixer_step(

@@ -17,8 +17,29 @@ import torch.nn.functional as F
 from recbole_mamba.ops import scan_cpu
 
 
+def check_conv_args(x, weight, bias):
+    """Refuse, with a ``ValueError`` naming the argument, what neither path computes: x not
+    (batch, L, dim), weight not (dim, width >= 1), bias not (dim,), another device or a
+    non-floating dtype. Both public functions below check first."""
+    if x.dim() != 3:
+        raise ValueError(f"causal_conv1d: x has shape {tuple(x.shape)}, expected (batch, L, dim)")
+    dim = x.shape[2]
+    if weight.dim() != 2 or weight.shape[0] != dim or weight.shape[1] < 1:
+        raise ValueError(f"causal_conv1d: weight has shape {tuple(weight.shape)}, expected (dim, width) = ({dim}, width >= 1)")
+    if bias is not None and tuple(bias.shape) != (dim,):
+        raise ValueError(f"causal_conv1d: bias has shape {tuple(bias.shape)}, expected ({dim},)")
+    for name, t in (("x", x), ("weight", weight), ("bias", bias)):
+        if t is None:
+            continue
+        if not t.is_floating_point():
+            raise ValueError(f"causal_conv1d: {name} has dtype {t.dtype}, expected a floating point dtype")
+        if t.device != x.device:
+            raise ValueError(f"causal_conv1d: {name} is on {t.device}, x on {x.device}; pass all on one device")
+
+
 def causal_conv1d_ref(x, weight, bias=None):
     """(batch, L, dim), (dim, width), (dim,) -> (batch, L, dim), by ``F.conv1d``."""
+    check_conv_args(x, weight, bias)
     dim, width = weight.shape
     y = F.conv1d(x.transpose(1, 2), weight.unsqueeze(1), bias, padding=width - 1, groups=dim)
     return y[..., : x.shape[1]].transpose(1, 2)
@@ -72,5 +93,12 @@ class CpuCausalConvFn(torch.autograd.Function):
 
 def causal_conv1d_cpu(x, weight, bias=None):
     """:class:`CpuCausalConvFn` (raises :class:`~recbole_mamba.ops.CpuKernelUnavailable` where the
-    kernel does not compile)."""
+    kernel does not compile): CPU tensors of one dtype, float32 or float64; anything else is
+    refused with a ``ValueError``, as the kernel would read it with the wrong element size."""
+    check_conv_args(x, weight, bias)
+    dtypes = {t.dtype for t in (x, weight, bias) if t is not None}
+    if x.device.type != "cpu" or len(dtypes) != 1 or x.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"causal_conv1d_cpu: the kernel takes CPU tensors of one dtype, float32 or float64; "
+                         f"got x {x.dtype} on {x.device}, weight {weight.dtype}"
+                         + (f", bias {bias.dtype}" if bias is not None else ""))
     return CpuCausalConvFn.apply(x, weight, bias)

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from recbole_mamba.ops import scan_cpu
+from recbole_mamba.ops.scan_args import check_kernel_args, check_scan_args, common_groups
 from recbole_mamba.ops.scan_cpu import CpuKernelUnavailable
 
 # Elements of one (batch rows, time steps, dim, d_state) work buffer: 4 MiB in float32, so each of
@@ -107,6 +108,7 @@ def _triton_unavailable():
 
 
 def _triton_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    check_kernel_args(u, delta, A, B, C, D, z, delta_bias)
     return _triton_module()[0].TritonScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
@@ -115,6 +117,7 @@ _TRITON_INTERPRETED_ON = ("cpu",) if os.environ.get("TRITON_INTERPRET") == "1" e
 
 
 def _cpu_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    check_kernel_args(u, delta, A, B, C, D, z, delta_bias)
     return scan_cpu.CpuScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
@@ -204,9 +207,26 @@ def selective_scan(
     backend="auto",
 ):
     """Selective scan; returns ``out`` (batch, dim, L), and the last state (batch, dim, d_state)
-    too when ``return_last_state``. ``backend`` is a name of :data:`BACKEND_NAMES`."""
+    too when ``return_last_state``. ``backend`` is a name of :data:`BACKEND_NAMES`.
+
+    The arguments are checked first (:mod:`recbole_mamba.ops.scan_args`: the accepted shapes, a
+    ``ValueError`` for any other); a broadcast or grouped B or C runs as one backend call per
+    channel group, on stride-0 views where the batch is broadcast."""
+    B, C = check_scan_args(u, delta, A, B, C, D, z, delta_bias)  # (batch, G, n, L) views
     scan = BACKENDS[resolve_backend(backend, u.device)].scan
-    out, last_state = scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    groups = common_groups(B, C)
+    width = u.shape[1] // groups
+    outs, lasts = [], []
+    for g in range(groups):
+        ch = slice(g * width, (g + 1) * width)
+        out, last_state = scan(
+            u[:, ch], delta[:, ch], A[ch], B[:, g * B.shape[1] // groups], C[:, g * C.shape[1] // groups],
+            None if D is None else D[ch], None if z is None else z[:, ch],
+            None if delta_bias is None else delta_bias[ch], delta_softplus,
+        )
+        outs.append(out)
+        lasts.append(last_state)
+    out, last_state = (outs[0], lasts[0]) if groups == 1 else (torch.cat(outs, 1), torch.cat(lasts, 1))
     return (out, last_state) if return_last_state else out
 
 
@@ -226,9 +246,14 @@ def selective_scan_ref(
     delta_softplus=False,
     return_last_state=False,
 ):
-    """Step-by-step reference: one time step at a time, straight from the equations."""
+    """Step-by-step reference: one time step at a time, straight from the equations. Takes the
+    forms :func:`selective_scan` takes (checked the same way); a grouped B or C is repeated to one
+    per channel."""
+    B, C = check_scan_args(u, delta, A, B, C, D, z, delta_bias)  # (batch, G, n, L)
     dtype_in = u.dtype
     ct = _compute_dtype(u)
+    # (batch, 1 or dim, n, L): one group broadcasts over the channels, more repeat to one a channel
+    B, C = (t if t.shape[1] == 1 else t.repeat_interleave(u.shape[1] // t.shape[1], dim=1) for t in (B, C))
     u, delta, A, B, C = (t.to(ct) for t in (u, delta, A, B, C))
     if delta_bias is not None:
         delta = delta + delta_bias.to(ct)[:, None]
@@ -239,8 +264,8 @@ def selective_scan_ref(
     ys = []
     for t in range(length):
         dt = delta[:, :, t, None]  # (batch, dim, 1)
-        h = torch.exp(dt * A) * h + dt * B[:, None, :, t] * u[:, :, t, None]
-        ys.append((h * C[:, None, :, t]).sum(-1))  # (batch, dim)
+        h = torch.exp(dt * A) * h + dt * B[..., t] * u[:, :, t, None]
+        ys.append((h * C[..., t]).sum(-1))  # (batch, dim)
     y = torch.stack(ys, dim=-1) if ys else u.new_zeros(batch, dim, 0)
     if D is not None:
         y = y + u * D.to(ct)[:, None]
