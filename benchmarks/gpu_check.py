@@ -14,8 +14,12 @@ GPU machine with its own Python that cannot install this project's pinned stack.
 3. The triton scan's effective memory bandwidth (bytes its forward must read and write / time) as
    a fraction of a device-to-device copy measured in the same run.
 
+4. Where the machine has 2 GPUs: DistributedDataParallel on 2 ranks (NCCL) against 1 GPU, an
+   item embedding + mixer + dot-product head after 5 Adam steps on batches of uneven lengths,
+   each rank's loss weighted by its share of the positions (``global_mean``): max |dtheta|.
+
 Prints one line per measurement; exits 1 if an equality check fails.
-``python benchmarks/gpu_check.py [--lengths 1000,2000,5000] [--batch 64]``
+``python benchmarks/gpu_check.py [--lengths 1000,2000,5000] [--batch 64] [--ddp]``
 """
 
 import argparse
@@ -25,7 +29,10 @@ import time
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from recbole_mamba.distributed.context import DistributedContext
+from recbole_mamba.distributed.global_loss import global_mean
 from recbole_mamba.layers import Mamba
 from recbole_mamba.ops import BACKENDS, selective_scan
 
@@ -163,20 +170,108 @@ def bandwidth(batch, length):
           f"{moved / copy_seconds / 1e9:.0f} GB/s, fraction {copy_seconds / seconds:.2f}")
 
 
+class TinyRecommender(nn.Module):
+    """Item embedding, a Mamba mixer and a dot-product head: (B, L) item ids -> (B, L, items) logits."""
+
+    def __init__(self, items, hidden=64):
+        super().__init__()
+        self.embedding = nn.Embedding(items, hidden, padding_idx=0)
+        self.mixer = Mamba(hidden, d_state=16)
+
+    def forward(self, sequences):
+        return self.mixer(self.embedding(sequences)) @ self.embedding.weight.T
+
+
+def ddp_batches(steps, rows=16, length=64, items=1000):
+    """``steps`` batches of (B, L) item ids and next-item targets, of uneven lengths (0 pads)."""
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(steps):
+        ids = torch.randint(1, items, (rows, length + 1), generator=g)
+        lengths = torch.randint(4, length + 1, (rows,), generator=g)
+        keep = torch.arange(length + 1) < lengths[:, None] + 1
+        ids = ids * keep
+        batches.append((ids[:, :-1], ids[:, 1:]))
+    return batches
+
+
+def ddp_train(model, batches, rank=0, world=1, context=None, lr=3e-3):
+    """Adam on ``batches``: one process whole, or rank ``rank`` of ``world`` its rows, the loss
+    weighted by its share of the batch's positions."""
+    device = torch.device("cuda", rank)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for sequences, targets in batches:
+        sequences, targets = sequences.to(device), targets.to(device)
+        mine = slice(rank, None, world)
+        loss = F.cross_entropy(model(sequences[mine]).flatten(0, 1), targets[mine].flatten(), ignore_index=0)
+        if context is not None:
+            share = (targets[mine] > 0).sum().item() / (targets > 0).sum().item()
+            loss, _ = global_mean(loss, share, context)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def _ddp_rank(rank, port, steps, path):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    torch.cuda.set_device(rank)
+    torch.manual_seed(0)
+    model = TinyRecommender(1000).cuda(rank)
+    ddp = DistributedDataParallel(model, device_ids=[rank])
+    ddp_train(ddp, ddp_batches(steps), rank, 2, DistributedContext(rank, 2, rank, 2))
+    if rank == 0:
+        torch.save(model.state_dict(), path)
+    dist.destroy_process_group()
+
+
+def ddp(steps=5):
+    """2 GPUs under DistributedDataParallel (NCCL) against 1 GPU: the same parameters after
+    ``steps`` Adam steps on batches of uneven lengths (max |dtheta| <= 1e-4, float32, TF32 off)."""
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    from recbole_mamba.distributed.launch import free_port
+
+    if torch.cuda.device_count() < 2:
+        print(f"DDP check skipped: {torch.cuda.device_count()} GPU(s), it needs 2")
+        return True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(0)
+    one = TinyRecommender(1000).cuda(0)
+    ddp_train(one, ddp_batches(steps))
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/ranks.pt"
+        mp.spawn(_ddp_rank, args=(free_port(), steps, path), nprocs=2)
+        two = torch.load(path, weights_only=True)
+    worst = max((value - two[key].to(value.device)).abs().max().item() for key, value in one.state_dict().items())
+    ok = worst <= 1e-4
+    print(f"DDP 2 GPUs (NCCL) vs 1 GPU after {steps} Adam steps: max |dtheta| {worst:.2e} {'ok' if ok else 'FAILED'}")
+    return ok
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", default="1000,2000,5000")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--ddp", action="store_true", help="only the 2-GPU DDP check (4.)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check")
         return 1
     print(torch.cuda.get_device_name(), "torch", torch.__version__, time.strftime("%Y-%m-%d"))
+    if args.ddp:
+        return 0 if ddp() else 1
     backends = [b for b in ("triton", "cuda") if available(b)] + ["torch"]
     checks = [equality(b, dtype, rtol) for b in backends for dtype, rtol in ((torch.float64, 1e-8), (torch.float32, 1e-4))]
     speed(args.batch, [int(v) for v in args.lengths.split(",")], backends)
     if "triton" in backends:
         bandwidth(args.batch, 2000)
+    checks.append(ddp())
     return 0 if all(checks) else 1
 
 

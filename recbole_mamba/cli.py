@@ -18,7 +18,9 @@ from recbole_mamba.config import (
     default_data_path,
     parse_cmd_args,
 )
-from recbole_mamba.errors import InputError
+from recbole_mamba.distributed.context import DistributedContext
+from recbole_mamba.distributed.launch import ForkedRanks
+from recbole_mamba.errors import InputError, RankLostError
 from recbole_mamba.registry import model_names
 
 DEFAULT_MODEL = "MambaRec"
@@ -40,6 +42,16 @@ MAIN_OPTIONS = [
     ("data_path", f"folder of converted datasets (default {default_data_path()})"),
     ("use_gpu / gpu_id", "device selection, as in RecBole"),
     ("show_progress", "progress bars (True/False)"),
+]
+DISTRIBUTED_OPTIONS = [
+    ("nproc", "train on N ranks of this machine (CPU; forks once the data is loaded; gloo)"),
+    ("world_size / ip / port / offset", "several machines: ranks in all, rank 0's address and port, the first "
+                                        "rank on this one"),
+    ("ray_workers", "train on N workers of a Ray cluster (Ray Train; gloo on CPUs, NCCL on GPUs)"),
+    ("cpus_per_worker / gpus_per_worker", "Ray Train: resources of each worker (default 1 / 0; threads = cpus)"),
+    ("ray_address / ray_storage", "Ray Train: the cluster (default: start Ray locally) and Ray's run records "
+                                  "(default saved/ray_train; shared storage on a cluster)"),
+    ("dist_timeout", "seconds a collective waits for a rank alive but stuck (default 1800)"),
 ]
 EVALUATE_OPTIONS = [
     ("evaluate", "evaluate a trained model instead of training one (a bare flag)"),
@@ -92,6 +104,7 @@ def _option_lines(options):
 def usage():
     plugin, recbole_models = model_names()
     options = _option_lines(MAIN_OPTIONS)
+    distributed_options = _option_lines(DISTRIBUTED_OPTIONS)
     evaluate_options = _option_lines(EVALUATE_OPTIONS)
     recommend_options = _option_lines(RECOMMEND_OPTIONS)
     resume_options = _option_lines(RESUME_OPTIONS)
@@ -108,6 +121,8 @@ def usage():
         f"datasets (embedded {EMBEDDED_DATASET}, and folders of {default_data_path()}):\n"
         f"  {', '.join(available_datasets())}\n\n"
         f"main options:\n{options}\n\n"
+        "one model on many processes (also: torchrun --nproc_per_node=N run_recbole_mamba.py ...; "
+        f"docs/distributed.md):\n{distributed_options}\n\n"
         f"evaluation (python run_recbole_mamba.py --evaluate --checkpoint=PATH [--key=value]):\n"
         f"{evaluate_options}\n\n"
         f"resuming (python run_recbole_mamba.py --resume --checkpoint=PATH [--key=value]):\n"
@@ -154,17 +169,21 @@ def main(argv=None):
     except InputError as e:
         print(f"run_recbole_mamba.py: error: {e}", file=sys.stderr)
         return 2
+    except RankLostError as e:
+        print(f"run_recbole_mamba.py: error: {e}", file=sys.stderr)
+        return 1
 
 
 def _main(argv):
     flags = {arg[2:] for arg in argv if arg[2:] in FLAGS}
     args = parse_cmd_args([arg for arg in argv if arg[2:] not in FLAGS])
+    launch = _launch_options(args, flags)
     if "evaluate" in flags:
         return _evaluate(args)
     if "recommend" in flags:
         return _recommend(args)
     if "resume" in flags and "checkpoint" in args and "tune" not in flags and "experiment" not in args:
-        return _resume(args)
+        return _resume(args, launch)
     if "experiment" in args or ("resume" in flags and "tune" not in flags):
         return _experiment(args, resume="resume" in flags)
     model = args.pop("model", DEFAULT_MODEL)
@@ -176,28 +195,77 @@ def _main(argv):
     keep_large_allocations()
     if "tune" in flags:
         return _tune(model, dataset, config_files, args, resume="resume" in flags)
-    from recbole_mamba.quick_start import run
-
-    result = run(
-        model,
-        dataset,
-        config_file_list=config_files or None,
-        cmd_args=[f"--{key}={value}" for key, value in args.items()],
-    )
-    print(format_result(result, model, result["config"]["dataset"]))
-    return 0
+    return _train(launch, model, dataset, config_file_list=config_files or None,
+                  cmd_args=[f"--{key}={value}" for key, value in args.items()])
 
 
-def _resume(args):
+def _resume(args, launch):
     """``--resume --checkpoint=PATH``: continue an interrupted run after its last evaluated epoch."""
-    from recbole_mamba.quick_start import run
-
     checkpoint = args.pop("checkpoint")
     if not os.path.exists(checkpoint):
         raise ConfigError(f"checkpoint not found: {checkpoint}")
     keep_large_allocations()
-    result = run(None, None, resume=checkpoint, cmd_args=[f"--{key}={value}" for key, value in args.items()])
-    print(format_result(result, result["config"]["model"], result["config"]["dataset"]))
+    return _train(launch, None, None, resume=checkpoint, cmd_args=[f"--{key}={value}" for key, value in args.items()])
+
+
+RAY_TRAIN_OPTIONS = {"ray_workers": int, "cpus_per_worker": float, "gpus_per_worker": float, "ray_address": str,
+                     "ray_storage": str}
+
+
+def _launch_options(args, flags):
+    """The launch options popped from ``args``: {} for one process; ``nproc`` ... for forked ranks,
+    ``ray_workers`` ... for Ray Train; refused where the mode runs in one process, or where torchrun
+    already made this process a rank."""
+    if "local_rank" in args:
+        raise ConfigError("local_rank is set by a launcher, not given: use --nproc=N or torchrun")
+    launch = {key: _take(args, key, int) for key in ("nproc", "world_size", "port", "offset") if key in args}
+    if "ip" in args:
+        launch["ip"] = args.pop("ip")
+    if "ray_workers" in args:
+        launch.update({key: _take(args, key, convert) for key, convert in RAY_TRAIN_OPTIONS.items() if key in args})
+    elif launch.get("nproc", 1) == 1 and launch.get("world_size", 1) == 1:
+        launch = {}  # RecBole's default nproc 1: one process
+    one_process = sorted(flags & {"evaluate", "recommend", "tune"}) or (["experiment"] if "experiment" in args else [])
+    if launch and one_process:
+        raise ConfigError(f"--{one_process[0]} runs in this process: no --{next(iter(launch))}")
+    if launch and DistributedContext.from_env() is not None:
+        raise ConfigError(f"this process is already a rank of torchrun's (RANK, WORLD_SIZE): no --{next(iter(launch))}")
+    return launch
+
+
+def _train(launch, model, dataset, **run_args):
+    """Train (or resume) as ``launch`` says, and print the result table on rank 0."""
+    if "ray_workers" in launch:
+        return _ray_train(launch, model, dataset, **run_args)
+    from recbole_mamba.quick_start import run
+
+    ranks = None
+    if "nproc" in launch or "world_size" in launch:
+        ranks = ForkedRanks(launch.get("nproc", 1), launch.get("world_size"), launch.get("ip"), launch.get("port"),
+                            launch.get("offset", 0))
+    try:
+        result = run(model, dataset, distributed=ranks, **run_args)
+    except BaseException as error:
+        if ranks is not None:
+            ranks.failed(error)  # a child exits here
+        raise
+    if result["rank"] == 0:
+        config = result["config"]
+        print(format_result(result, config["model"], config["dataset"]))
+    return ranks.finish(0) if ranks is not None else 0
+
+
+def _ray_train(launch, model, dataset, cmd_args=(), config_file_list=None, resume=None):
+    """``--ray_workers=N``: the run on Ray Train's workers; the table from rank 0's result."""
+    from recbole_mamba.ray_train import run_on_ray
+
+    if "nproc" in launch or "world_size" in launch:
+        raise ConfigError("--ray_workers starts its own ranks: no --nproc or --world_size")
+    summary = run_on_ray(model, dataset, config_files=config_file_list, cmd_args=cmd_args,
+                         workers=launch["ray_workers"], cpus_per_worker=launch.get("cpus_per_worker", 1),
+                         gpus_per_worker=launch.get("gpus_per_worker", 0), ray_address=launch.get("ray_address"),
+                         storage=launch.get("ray_storage"), resume=resume)
+    print(format_result(summary, summary["model"], summary["dataset"]))
     return 0
 
 

@@ -25,6 +25,7 @@ from recbole.utils import InputType
 from recbole_mamba.atomics.check import header_fields
 from recbole_mamba.atomics.store import STORE_MODES
 from recbole_mamba.errors import ConfigError
+from recbole_mamba.launch_keys import LAUNCH_KEYS
 from recbole_mamba.model.losses import SAMPLED_LOSSES
 from recbole_mamba.model.negatives import NEGATIVE_DISTRIBUTIONS, POPULARITY
 from recbole_mamba.ops import BACKEND_NAMES
@@ -181,9 +182,23 @@ class RecboleMambaConfig(Config):
     alone).
     """
 
-    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=()):
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=(),
+                 launched=False):
         self._cmd_args = list(cmd_args)
+        self._launched = launched
         super().__init__(model, dataset, config_file_list, config_dict)
+
+    def _init_device(self):
+        """RecBole's, except that in a launched rank (``launched``: torchrun, Ray Train, --nproc)
+        without a ``gpu_id`` the GPUs the launcher let it see stay visible (RecBole would show
+        every rank GPU 0 alone)."""
+        if self._launched and "gpu_id" not in self.external_config_dict:
+            import torch
+
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            self.final_config_dict["gpu_id"] = (visible if visible is not None
+                                                else ",".join(map(str, range(torch.cuda.device_count()))))
+        super()._init_device()
 
     def _load_cmd_line(self):
         return self._convert_config_dict(parse_cmd_args(self._cmd_args))
@@ -242,6 +257,12 @@ class RecboleMambaConfig(Config):
         """RecBole's merge, except that a partial ``eval_args`` (e.g. only ``mode``) updates the
         defaults key by key instead of replacing them (RecBole would fall back to a random split);
         every given value is checked against its default's type first."""
+        for key in LAUNCH_KEYS:
+            if key in self.external_config_dict:
+                raise ConfigError(
+                    f"{key} is an option of a launch, not of a run's config: give --nproc=N (--world_size, --ip, "
+                    "--port, --offset for several machines) on the command line, or start the ranks with "
+                    "torchrun or Ray Train (docs/distributed.md)")
         for key, value in self.external_config_dict.items():
             expected = _type_mismatch(value, self.internal_config_dict.get(key))
             if expected:

@@ -19,3 +19,8 @@ class ConfigError(InputError):
 class ServeError(InputError):
     """A request a recommender cannot serve: an unknown or malformed item token, an unknown user,
     an empty history, a session of another model."""
+
+
+class RankLostError(RuntimeError):
+    """A distributed run that lost a rank (killed, crashed, unreachable): every other rank stops
+    with this one line naming it; the command line prints it and exits with status 1."""

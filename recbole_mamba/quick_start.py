@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from contextlib import nullcontext
 from logging import getLogger
 
 from recbole.data import data_preparation
@@ -14,6 +15,9 @@ from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
 from recbole_mamba.config import ConfigError, RecboleMambaConfig
+from recbole_mamba.distributed import DistributedContext, DistributedTrainer, ForkedRanks, shard_evaluation
+from recbole_mamba.distributed.trainer import check_distributable
+from recbole_mamba.errors import RankLostError
 from recbole_mamba.data import create_dataset
 from recbole_mamba.data.candidates import CandidateEvalDataLoader
 from recbole_mamba.data.history import attach_history, history_to_exclude
@@ -167,12 +171,8 @@ def host_memory_parts(data, item_tokens):
     return parts
 
 
-def _build(config):
-    """Logger, data and model of ``config``: returns (dataset, (train, valid, test dataloaders),
-    model, the dataset's statistics before the split)."""
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logger = getLogger()
+def _log_run(config, logger):
+    """The run's config and how it trains, to the log."""
     logger.info(sys.argv)
     logger.info(config)
     if config.dataset_requested:
@@ -190,6 +190,11 @@ def _build(config):
                f"{config['MAX_ITEM_LIST_LENGTH']})" if config.train_batch_from_tokens else "(train_batch_size)")
             + f", train_windows {config['train_windows']}, train_batch_order {config['train_batch_order']}"
         )
+
+
+def _build_data(config, logger):
+    """Dataset and dataloaders of ``config``: returns (dataset, (train, valid, test dataloaders),
+    the dataset's statistics before the split)."""
     data = create_dataset(config)
     logger.info(data)
     check_sampled_evaluation(config, data)
@@ -202,13 +207,52 @@ def _build(config):
         logger.info(set_color("train batches", "blue") + f": {train_data.describe()}")
     attach_history(history, valid_data, test_data)
     valid_data, test_data = (encode_once(config, loader) for loader in (valid_data, test_data))
+    return data, (train_data, valid_data, test_data), statistics
 
+
+def _build_model(config, loaders, logger):
+    """The model of ``config``, initialised from its seed (the same on every rank)."""
+    train_data, valid_data, test_data = loaders
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     recommender = build_model(config.model_class, config, train_data._dataset).to(config["device"])
     logger.info(recommender)
     warn_untrained_positions(logger, config, recommender, train_data._dataset, valid_data._dataset,
                              test_data._dataset)
-    return data, (train_data, valid_data, test_data), recommender, statistics
+    return recommender
+
+
+def _build(config):
+    """Logger, data and model of ``config`` in one process: returns (dataset, (train, valid, test
+    dataloaders), model, the dataset's statistics before the split)."""
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    _log_run(config, logger)
+    data, loaders, statistics = _build_data(config, logger)
+    return data, loaders, _build_model(config, loaders, logger), statistics
+
+
+def _join(context, config):
+    """Start ``context``'s rank of a distributed run on ``config``'s device: only rank 0 logs (the
+    others' log records below errors are dropped, and no log file is theirs) and shows progress."""
+    config["device"] = context.device(config["device"])
+    context.start(config["device"], timeout_s=config["dist_timeout"])
+    if not context.is_main:
+        config["show_progress"] = False
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if isinstance(handler, logging.FileHandler):  # a forked rank's copy of rank 0's log file
+                root.removeHandler(handler)
+        root.setLevel(logging.ERROR)
+    return context
+
+
+def _refused_together(context, check):
+    """``check()``; in a distributed run on every rank at once (:meth:`DistributedContext.refused_together`)."""
+    if context is None:
+        check()
+    else:
+        context.refused_together(check)
 
 
 def run(
@@ -220,6 +264,7 @@ def run(
     cmd_args=(),
     epoch_callback=None,
     resume=None,
+    distributed=None,
 ):
     """Train ``model`` on ``dataset`` and test the best validation checkpoint.
 
@@ -230,37 +275,81 @@ def run(
     metrics), ``training`` (the loss and its negatives), ``config``,
     ``epochs_run``, ``checkpoint``, and the run's costs and data: ``parameters`` (trainable),
     ``train_seconds`` (per epoch), ``evaluations`` (per validation: epoch, valid_s, valid_score,
-    elapsed_s), ``best_evaluation`` (the one kept), ``test_seconds`` and ``dataset_stats``.
+    elapsed_s), ``best_evaluation`` (the one kept), ``test_seconds``, ``dataset_stats`` and
+    ``rank`` (0, or this process's rank of a distributed run).
 
     ``resume``: a run's resume state (``saved/<model>-<time>-last.pth``, its best checkpoint, or the
     folder holding them): the run continues after its last evaluated epoch with the config it was
     started with (``model``, ``dataset`` and ``config_file_list`` are taken from the state;
     ``config_dict`` and ``cmd_args`` go on top), and ends as it would have without the interruption.
+
+    ``distributed``: the rank this process is of a run on many
+    (:class:`~recbole_mamba.distributed.DistributedContext`; by default the one torchrun's
+    environment describes, if any), or :class:`~recbole_mamba.distributed.ForkedRanks` to fork
+    this machine's ranks once the data is loaded (``--nproc``). Every rank returns the same result.
     """
+    launcher = distributed if distributed is not None else DistributedContext.from_env()
     state = None
     if resume is not None:
         resume_file = find_resume_file(str(resume))
         state = load_checkpoint(resume_file)
         model, dataset, config_file_list = state["model"], state["dataset"], None
         config_dict = {**checkpoint_parameters(str(resume), state), **(config_dict or {})}
+        world = 1 if launcher is None else launcher.world_size
+        if state.get("world_size", 1) != world:
+            raise ConfigError(f"{resume_file} was written by a run of {state.get('world_size', 1)} rank(s); "
+                              f"this one has {world}: resume it on as many (the batches each rank takes and "
+                              "its random generators are theirs)")
     config = RecboleMambaConfig(
         model=model,
         dataset=dataset,
         config_file_list=config_file_list,
         config_dict=config_dict,
         cmd_args=cmd_args,
+        launched=launcher is not None,
     )
-    data, (train_data, valid_data, test_data), recommender, statistics = _build(config)
+    if launcher is not None:
+        check_distributable(config)
+    context = _join(launcher, config) if isinstance(launcher, DistributedContext) else None
+    try:
+        result = _run(config, launcher, context, saved, epoch_callback, state, resume_file if state else None)
+    except Exception as error:
+        context = context or getattr(launcher, "context", None)
+        if context is not None and context.is_collective_failure(error):
+            raise RankLostError(context.describe_loss(error)) from None
+        raise
+    if launcher is not None:
+        (context or launcher.context).stop()
+    return result
+
+
+def _run(config, launcher, context, saved, epoch_callback, state, resume_file):
+    """:func:`run` once its config is built (and a launched rank has joined the others)."""
+    init_seed(config["seed"], config["reproducibility"])
+    if context is None or context.is_main:
+        init_logger(config)
     logger = getLogger()
-    check_exact_softmax_cost(config, recommender, train_data._dataset, logger)
+    _log_run(config, logger)
+    with context.main_first() if context is not None else nullcontext():  # rank 0 writes a missing store
+        data, (train_data, valid_data, test_data), statistics = _build_data(config, logger)
+    if isinstance(launcher, ForkedRanks):
+        context = _join(launcher.fork(config["device"]), config)
+    if context is not None:
+        valid_data, test_data = (shard_evaluation(loader, context.rank, context.world_size)
+                                 for loader in (valid_data, test_data))
+    recommender = _build_model(config, (train_data, valid_data, test_data), logger)
+    _refused_together(context, lambda: check_exact_softmax_cost(config, recommender, train_data._dataset, logger))
     item_tokens = token_tensors(data.field2id_token[data.iid_field])
     if config["check_memory"]:
-        check_memory(config, recommender, logger, eval_loaders=(valid_data, test_data),
-                     host_parts=host_memory_parts(data, item_tokens))
+        share = 1 if context is None else 1 / context.local_world_size  # of this machine's memory
+        _refused_together(context, lambda: check_memory(
+            config, recommender, logger, eval_loaders=(valid_data, test_data),
+            host_parts=host_memory_parts(data, item_tokens), share=share))
     flops = get_flops(recommender, data, config["device"], logger, construct_transform(config))
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
-    trainer = SafeCheckpointTrainer(config, recommender)
+    trainer = (SafeCheckpointTrainer(config, recommender) if context is None
+               else DistributedTrainer(config, recommender, context))
     trainer.item_tokens = item_tokens
     epochs_run = 0
     if state is not None:
@@ -309,6 +398,7 @@ def run(
         "best_evaluation": trainer.best_evaluation(),
         "test_seconds": test_seconds,
         "dataset_stats": statistics,
+        "rank": 0 if context is None else context.rank,
     }
 
 

@@ -114,6 +114,19 @@ def test_values_of_the_right_type_pass(tiny_data_path):
     assert config["learning_rate"] == 1 and config["topk"] == [10] and config["show_progress"] is False
 
 
+
+@pytest.mark.parametrize("key", ["nproc", "world_size", "ip", "port", "offset", "local_rank"])
+def test_launch_keys_are_no_part_of_a_runs_config(key, tiny_data_path):
+    with pytest.raises(ConfigError, match=f"^{key} is an option of a launch, not of a run's config: give --nproc=N"):
+        RecboleMambaConfig("MambaRec", "ml-tiny", config_dict={"data_path": tiny_data_path, key: 2})
+
+
+def test_a_checkpoint_of_an_older_run_that_stored_launch_keys_rebuilds_without_them():
+    from recbole_mamba.trainer.checkpoint import checkpoint_parameters
+
+    stored = {"parameters_json": '{"epochs": 3, "nproc": 2, "world_size": 2, "local_rank": 0, "port": "5678"}'}
+    assert checkpoint_parameters("x.pth", stored) == {"epochs": 3}
+
 def make_dataset(data_path, name, header, rows=(), yaml=None):
     folder = Path(data_path) / name
     folder.mkdir(parents=True)

@@ -74,7 +74,7 @@ def readme_commands():
 def cli_options():
     from recbole_mamba import cli
 
-    tables = (cli.MAIN_OPTIONS, cli.EVALUATE_OPTIONS, cli.RESUME_OPTIONS, cli.RECOMMEND_OPTIONS,
+    tables = (cli.MAIN_OPTIONS, cli.DISTRIBUTED_OPTIONS, cli.EVALUATE_OPTIONS, cli.RESUME_OPTIONS, cli.RECOMMEND_OPTIONS,
               cli.TUNE_OPTIONS, cli.EXPERIMENT_OPTIONS)
     return {name.strip() for table in tables for names, _ in table for name in names.split("/")}
 

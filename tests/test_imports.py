@@ -1,6 +1,6 @@
 """Imports run one way: no module of the package imports, at its top or inside a function, a
 module that imports it back (directly or through others); and the layers below the
-configuration (ops, layers, model, data, trainer) never import ``config``,
+configuration (ops, layers, model, data, trainer, distributed) never import ``config``,
 ``quick_start`` or ``cli``: they receive what they need."""
 
 import ast
@@ -9,7 +9,7 @@ from pathlib import Path
 import recbole_mamba
 
 PACKAGE = Path(recbole_mamba.__file__).parent
-BELOW_CONFIG = ("ops", "layers", "model", "data", "trainer")
+BELOW_CONFIG = ("ops", "layers", "model", "data", "trainer", "distributed")
 ABOVE = ("recbole_mamba.config", "recbole_mamba.quick_start", "recbole_mamba.cli")
 
 

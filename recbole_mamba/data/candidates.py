@@ -38,12 +38,20 @@ class CandidateEvalDataLoader(NegSampleEvalDataLoader):
         self.set_batch_size(batch_size)
 
     def collate_fn(self, index):
-        uid_field, iid_field = self._dataset.uid_field, self._dataset.iid_field
-        rows = np.array([self.uid2index[uid].start for uid in self.uid_list[np.array(index)]])
+        rows = self.rows_of(index)
         batch = self.transform(self._dataset, self._dataset[rows])
-        users, targets = batch[uid_field].numpy(), batch[iid_field]
-        # one sampler call per user, as RecBole's loader makes them: the same negatives
-        negatives = [self._sampler.sample_by_user_ids(users[i:i + 1], targets[i:i + 1].numpy(), self.neg_sample_num)
-                     for i in range(len(rows))]
-        candidates = torch.cat([targets.unsqueeze(1), torch.stack(negatives).to(torch.long)], dim=1)
+        targets = batch[self._dataset.iid_field]
+        negatives = self.negatives(batch[self._dataset.uid_field].numpy(), targets.numpy())
+        candidates = torch.cat([targets.unsqueeze(1), negatives], dim=1)
         return batch, candidates, torch.arange(len(rows)), targets
+
+    def rows_of(self, index):
+        """The dataset rows of users ``index`` (positions in ``uid_list``): (B,) int."""
+        return np.array([self.uid2index[uid].start for uid in self.uid_list[np.array(index)]], dtype=np.int64)
+
+    def negatives(self, users, targets):
+        """(B, N) negatives of ``users`` (B,) whose positives are ``targets`` (B,): one sampler
+        call per user, as RecBole's loader makes them, so the same negatives."""
+        drawn = [self._sampler.sample_by_user_ids(users[i:i + 1], targets[i:i + 1], self.neg_sample_num)
+                 for i in range(len(users))]
+        return torch.stack(drawn).to(torch.long) if drawn else torch.empty((0, self.neg_sample_num), dtype=torch.long)

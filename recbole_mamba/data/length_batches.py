@@ -74,6 +74,11 @@ class LengthGroupedTrainDataLoader(TrainDataLoader):
             self._plan = length_grouped_batches(self.lengths, self.batch_count, self.max_tokens, self.generator)
         return self._plan
 
+    def take_plan(self):
+        """The coming epoch's batches (row indices), after which the next epoch's are planned."""
+        plan, self._plan = self._planned(), None
+        return plan
+
     def plan_again(self):
         """Forget the coming epoch's plan: the next is drawn from the generator as it is now (after
         a resumed run restored it)."""
@@ -91,8 +96,7 @@ class LengthGroupedTrainDataLoader(TrainDataLoader):
         return len(self._planned())
 
     def __iter__(self):
-        plan, self._plan = self._planned(), None
-        for index in plan:
+        for index in self.take_plan():
             yield self.collate_fn(index.numpy())
 
     def collate_fn(self, index):

@@ -14,6 +14,7 @@ import torch
 
 from recbole_mamba.errors import InputError
 from recbole_mamba.files import atomic_open
+from recbole_mamba.launch_keys import LAUNCH_KEYS
 
 FORMAT = "recbole-mamba/1"
 
@@ -36,7 +37,8 @@ def checkpoint_parameters(path, checkpoint):
     if parameters is None:
         raise CheckpointError(f"{path}: it holds no parameters to rebuild its config from (written by an "
                               "older recbole-mamba, or with RecBole's own Config)")
-    return parameters
+    # how an older run was launched (it stored --nproc, --world_size, ...) is no part of its config
+    return {key: value for key, value in parameters.items() if key not in LAUNCH_KEYS}
 
 
 def token_tensors(tokens):

@@ -379,11 +379,12 @@ class RunMemory:
         return fixes
 
 
-def check_memory(config, model, logger=None, eval_loaders=(), host_parts=None):
+def check_memory(config, model, logger=None, eval_loaders=(), host_parts=None, share=1.0):
     """Estimate the run's peak memory (:class:`RunMemory`), log it, and raise
     :class:`MemoryBudgetError` where it exceeds what the device has free; returns the estimate.
     ``host_parts`` ({name: bytes}): what the process will hold beside it on a CPU that is not
-    resident yet (a memory-mapped store's pages).
+    resident yet (a memory-mapped store's pages). ``share``: the fraction of the device's free
+    memory this process may take (1 / the ranks of a distributed run on the machine, on a CPU).
 
     An evaluation batch that alone does not fit, where the user did not give ``eval_batch_size``,
     is made smaller instead (metrics do not depend on it): ``config`` and ``eval_loaders`` are
@@ -394,8 +395,10 @@ def check_memory(config, model, logger=None, eval_loaders=(), host_parts=None):
         estimate = RunMemory(config, model, device, resident_bytes() if device.type == "cpu" else 0)
     if device.type == "cpu":
         estimate.parts.update(host_parts or {})
-    available = available_bytes(device) + (estimate.parts.get("process now (dataset, parameters)", 0))
+    available = int(available_bytes(device) * share) + estimate.parts.get("process now (dataset, parameters)", 0)
     where = "this machine" if device.type == "cpu" else str(device)
+    if share < 1:
+        where = f"this rank's {share:.0%} of {where}"
     rows = estimate.eval_rows_that_fit(available)
     if estimate.peak > available and rows and "eval_batch_size" not in config.external_config_dict:
         if logger is not None:

@@ -3,9 +3,10 @@
 import math
 import os
 import time
+import uuid
 
 from recbole.trainer import Trainer
-from recbole.utils import set_color
+from recbole.utils import get_local_time, set_color
 
 from recbole_mamba.data.candidates import CandidateEvalDataLoader
 from recbole_mamba.trainer.all_positions import scores_by_dot_product, training_loss
@@ -38,10 +39,26 @@ class SafeCheckpointTrainer(Trainer):
     _resumed = None  # resume: the state fit continues from
     _ranked = False  # evaluate: top-k lists without score matrices (see the class docstring)
     _eval_data = None  # evaluate: the dataloader being evaluated
+    world_size = 1  # processes training the model together (a resume state must be continued by as many)
 
     def __init__(self, config, model):
         super().__init__(config, model)
         self.eval_collector = RankingCollector(config)
+        # RecBole names by model and second: two runs of a model in one folder ending in the same
+        # second would write one file
+        self.saved_model_file = os.path.join(
+            self.checkpoint_dir, f"{config['model']}-{get_local_time()}-{uuid.uuid4().hex[:8]}.pth")
+
+    def _write_checkpoint(self, path, **state):
+        """Write a checkpoint (:func:`~recbole_mamba.trainer.checkpoint.save_checkpoint`)."""
+        save_checkpoint(path, **state)
+
+    def _random_state(self, train_data):
+        """What the resume state holds of the random generators (:func:`random_state`)."""
+        return random_state(train_data)
+
+    def _restore_random_state(self, state, train_data):
+        restore_random_state(state, train_data)
 
     def _build_optimizer(self, **kwargs):
         """RecBole's optimizer, or with ``item_table_updates: sparse`` Adam whose item-table
@@ -69,7 +86,7 @@ class SafeCheckpointTrainer(Trainer):
             self._fit_start = time.perf_counter()
         else:
             self._fit_start = time.perf_counter() - self._resumed["elapsed_s"]
-            restore_random_state(self._resumed["random_state"], train_data)
+            self._restore_random_state(self._resumed["random_state"], train_data)
             self._resumed = None
             if self.start_epoch >= self.epochs or self.cur_step > self.stopping_step:
                 return self.best_valid_score, self.best_valid_result  # it had finished training
@@ -91,9 +108,7 @@ class SafeCheckpointTrainer(Trainer):
     def _save_resume_state(self, epoch, train_data):
         """Everything the next epoch depends on, weights-only and atomically (a kill during the
         write leaves the previous epoch's state)."""
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
-        save_checkpoint(
+        self._write_checkpoint(
             self.resume_file,
             **self._checkpoint_state(epoch),
             best_valid_result=None if self.best_valid_result is None else {
@@ -105,7 +120,8 @@ class SafeCheckpointTrainer(Trainer):
             evaluations=[{key: float(value) for key, value in e.items()} for e in self.evaluations],
             elapsed_s=time.perf_counter() - self._fit_start,
             batches_per_epoch=int(self.batches_per_epoch),
-            random_state=random_state(train_data),
+            random_state=self._random_state(train_data),
+            world_size=self.world_size,
         )
 
     def discard_resume_state(self):
@@ -215,10 +231,8 @@ class SafeCheckpointTrainer(Trainer):
         )
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        save_checkpoint(saved_model_file, **self._checkpoint_state(epoch))
+        self._write_checkpoint(saved_model_file, **self._checkpoint_state(epoch))
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 

@@ -1,0 +1,119 @@
+"""The launchers, each a tiny run printing one result table, the 1-process one: ``--nproc=2``,
+torchrun (standalone) and Ray Train (``--ray_workers=2``); a rank killed mid-run stops the other
+within 60 s naming it, leaves no half-written file, and ``--resume`` on as many ranks ends as the
+uninterrupted run; what does not run on many ranks is refused in one line."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import SCRIPT, run_script
+
+ARGS = ["--model=MambaRec", "--dataset=ml-tiny", "--hidden_size=16", "--n_layers=1", "--MAX_ITEM_LIST_LENGTH=20",
+        "--train_mode=all_positions", "--train_batch_tokens=320", "--epochs=4", "--stopping_step=10",
+        "--min_patience_steps=0", "--eval_batch_size=16", "--dropout_prob=0.0", "--show_progress=False",
+        "--state=WARNING"]
+TABLE = re.compile(r"^MambaRec on ml-tiny — test.*?^trained with [^\n]*$", re.M | re.S)
+
+
+def table(stdout):
+    """The one result table in ``stdout``."""
+    tables = TABLE.findall(stdout)
+    assert len(tables) == 1, stdout
+    return tables[0]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_data_path, tmp_path_factory):
+    """The 1-process run's table and an uninterrupted ``--nproc=2`` run's (output, folder)."""
+    args = [*ARGS, f"--data_path={tiny_data_path}"]
+    one, two = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("two")
+    single = run_script(*args, cwd=one)
+    assert single.returncode == 0, single.stderr
+    forked = run_script(*args, "--nproc=2", cwd=two)
+    assert forked.returncode == 0, forked.stderr
+    return args, table(single.stdout), table(forked.stdout), two
+
+
+def test_nproc_prints_the_one_process_table(runs):
+    _, single, forked, folder = runs
+    assert forked == single
+    assert len(list((folder / "saved").glob("MambaRec-*.pth"))) == 1  # one writer, one best checkpoint
+
+
+def test_torchrun_prints_the_one_process_table(runs, tmp_path):
+    args, single, _, _ = runs
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE")}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**env, "PYTHONWARNINGS": "ignore"})
+    assert done.returncode == 0, done.stderr
+    assert table(done.stdout) == single
+
+
+def test_ray_train_prints_the_one_process_table(runs, tmp_path):
+    args, single, _, _ = runs
+    done = run_script(*args, "--ray_workers=2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert table(done.stdout) == single
+
+
+def children_of(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
+
+
+def test_a_killed_rank_stops_the_other_and_resume_ends_as_the_uninterrupted_run(runs, tmp_path, cli_main):
+    args, _, uninterrupted, _ = runs
+    parent = subprocess.Popen([sys.executable, str(SCRIPT), *args, "--nproc=2"], cwd=tmp_path, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    saved = tmp_path / "saved"
+    deadline = time.monotonic() + 120
+    while not list(saved.glob("*-last.pth")):  # the first epoch's resume state
+        assert parent.poll() is None and time.monotonic() < deadline, parent.communicate()
+        time.sleep(0.01)
+    os.kill(parent.pid, signal.SIGSTOP)  # rank 0 held wherever it is in the next epoch
+    (child,) = children_of(parent.pid)
+    os.kill(child, signal.SIGKILL)
+    killed = time.monotonic()
+    os.kill(parent.pid, signal.SIGCONT)
+    _, stderr = parent.communicate(timeout=60)
+    assert time.monotonic() - killed < 60
+    assert parent.returncode != 0
+    lines = [line for line in stderr.splitlines() if line.startswith("run_recbole_mamba.py: error:")]
+    assert len(lines) == 1 and f"rank 1 (pid {child}) stopped running" in lines[0], stderr
+    assert [path.name for path in saved.iterdir() if ".tmp" in path.name or path.name.startswith(".")] == []
+
+    code, _, err = cli_main(tmp_path, "--resume", "--checkpoint=saved")  # not on another world size
+    assert code == 2 and "run of 2 rank(s); this one has 1" in err and len(err.strip().splitlines()) == 1
+
+    resumed = run_script("--resume", "--checkpoint=saved", "--nproc=2", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert table(resumed.stdout) == uninterrupted
+    assert list(saved.glob("*-last.pth")) == []  # a finished run leaves no resume state
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--nproc=2", "--loss_type=SSM", "--item_table_updates=sparse"], "item_table_updates sparse: not across ranks"),
+    (["--nproc=2", "--evaluate", "--checkpoint=x.pth"], "--evaluate runs in this process: no --nproc"),
+    (["--local_rank=1"], "local_rank is set by a launcher"),
+    (["--nproc=2", "--world_size=4"], "--world_size 4 spans machines"),
+])
+def test_what_does_not_run_on_many_ranks_is_refused_in_one_line(extra, message, tiny_data_path, tmp_path, cli_main):
+    code, out, err = cli_main(tmp_path, *ARGS, f"--data_path={tiny_data_path}", *extra)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "saved").exists()
+
+
+def test_a_rank_of_torchrun_takes_no_launch_option(tmp_path, cli_main, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, _, err = cli_main(tmp_path, *ARGS, "--nproc=2")
+    assert code == 2 and "already a rank of torchrun's" in err
+
