@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from recbole_mamba.distributed.eval_shards import GatheringRankingCollector, ShardedEvaluation
 from recbole_mamba.distributed.global_loss import global_mean
+from recbole_mamba.distributed.sparse_rows import sum_sparse_rows
 from recbole_mamba.distributed.train_shards import RankShareLoader
 from recbole_mamba.errors import ConfigError
 from recbole_mamba.train_modes import ALL_POSITIONS
@@ -35,12 +36,24 @@ from recbole_mamba.trainer.trainer import SafeCheckpointTrainer
 _DDP_OPTIONS = inspect.signature(DistributedDataParallel).parameters  # torch 2.13 renamed broadcast_buffers
 
 
+DENSE_TABLE_LIMIT = 10**6  # items: above it, a dense item-table gradient is not all-reduced every step
+
+
 def check_distributable(config):
-    """Refuse, in one line, what does not train across ranks."""
-    if config["item_table_updates"] == "sparse":
-        raise ConfigError("item_table_updates sparse: not across ranks (DistributedDataParallel all-reduces dense "
-                          "gradients, and a sparse item-table gradient would be summed row set by row set); "
-                          "use item_table_updates dense with --nproc, torchrun or Ray Train")
+    """Refuse, in one line, what does not train across ranks (before the data is loaded)."""
+    if config["item_table_updates"] == "sparse" and config["clip_grad_norm"]:
+        raise ConfigError("clip_grad_norm with item_table_updates sparse: not across ranks (the norm would be "
+                          "taken before the ranks' item-table rows are summed); drop clip_grad_norm or use "
+                          "item_table_updates dense")
+
+
+def check_item_table(config, n_items, world_size):
+    """Refuse a dense item table of more than :data:`DENSE_TABLE_LIMIT` items on more than one rank:
+    DDP would all-reduce all of it (4 bytes x hidden size x items) every step."""
+    if world_size > 1 and config["item_table_updates"] != "sparse" and n_items > DENSE_TABLE_LIMIT:
+        raise ConfigError(f"item_table_updates dense with {n_items:,} items on {world_size} ranks: every step would "
+                          f"all-reduce the whole item table ({n_items * config['hidden_size'] * 4 / 2**30:.1f} GiB); "
+                          "use item_table_updates sparse (the rows a batch touched are exchanged)")
 
 
 class _BatchLoss(nn.Module):
@@ -60,6 +73,7 @@ class DistributedTrainer(SafeCheckpointTrainer):
 
     def __init__(self, config, model, context):
         check_distributable(config)
+        check_item_table(config, model.n_items, context.world_size)
         os.makedirs(config["checkpoint_dir"], exist_ok=True)  # RecBole's check-then-create races between ranks
         super().__init__(config, model)
         self.context = context
@@ -71,10 +85,21 @@ class DistributedTrainer(SafeCheckpointTrainer):
         # item) are the same on every rank and not sent again each step
         no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in _DDP_OPTIONS
                           else {"broadcast_buffers": False})
+        module = _BatchLoss(model, training_loss(config, model))
+        if config["item_table_updates"] == "sparse":
+            # the table's sparse gradient is summed as rows (sparse_rows), not by DDP
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ["model.item_embedding.weight"])
+            self.optimizer.sparse.register_step_pre_hook(self._sum_table_rows)
         self._ddp = DistributedDataParallel(
-            _BatchLoss(model, training_loss(config, model)),
-            device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
+            module, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
         self._nan_ranks = []
+
+    def _sum_table_rows(self, _optimizer, _args, _kwargs):
+        """Before the item table's step: its gradient, the rows every rank touched, summed; each
+        rank's was scaled by the world size (:func:`global_mean`), as DDP's average undoes."""
+        table = self.model.item_embedding.weight
+        if table.grad is not None:
+            table.grad = sum_sparse_rows(table.grad, self.world_size, 1.0 / self.world_size)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         if not isinstance(train_data, RankShareLoader):

@@ -10,6 +10,7 @@ negatives (BPR, BCE) are drawn from the same distribution without a correction, 
 ``popularity`` sampler does.
 """
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -17,6 +18,11 @@ from recbole_mamba.model.losses import SAMPLED_LOSSES, SHARED_NEGATIVE_LOSSES
 
 UNIFORM, POPULARITY = "uniform", "popularity"
 NEGATIVE_DISTRIBUTIONS = (UNIFORM, POPULARITY)
+
+
+def batch_seed(seed, epoch, batch):
+    """The seed of one training batch's shared negatives: a 63-bit mix of (run seed, epoch, batch)."""
+    return int(np.random.SeedSequence([seed % 2**63, epoch, batch]).generate_state(1, np.uint64)[0] >> 1)
 
 
 class NegativeSampler(nn.Module):
@@ -31,6 +37,7 @@ class NegativeSampler(nn.Module):
     def __init__(self, n_items, counts=None):
         super().__init__()
         self.n_items = n_items
+        self.shared_seed = None  # :meth:`seed_shared`'s
         self.popularity = counts is not None
         if self.popularity:
             counts = torch.as_tensor(counts, dtype=torch.int64).clone()
@@ -58,6 +65,19 @@ class NegativeSampler(nn.Module):
             clash = negatives == positives
         return negatives
 
+    def seed_shared(self, seed):
+        """Draw shared negatives (SSM, GBCE) from here on from a generator seeded with ``seed``
+        at each draw (the trainer gives each batch its :func:`batch_seed`): the ranks of a
+        distributed run and a resumed run draw a batch's negatives as one uninterrupted process
+        does, whatever else (dropout) used the global generator. None: the global generator."""
+        self.shared_seed = seed
+
+    def _shared_generator(self, device):
+        if self.shared_seed is None:
+            return None
+        on = self.cumulative.device if self.popularity else torch.device(device)
+        return torch.Generator(on).manual_seed(self.shared_seed)
+
     def log_q(self, ids):
         """log of each item's probability of being drawn: (...,) -> (...,) float. An item the
         counts never saw (only possible for a positive outside the training split) counts as once."""
@@ -73,7 +93,7 @@ class NegativeSampler(nn.Module):
             return self.per_state(targets), None
         if loss_type not in SHARED_NEGATIVE_LOSSES:
             raise ValueError(f"loss_type {loss_type} takes no sampled negatives")
-        negatives = self.draw((n_shared,), targets.device)
+        negatives = self.draw((n_shared,), targets.device, self._shared_generator(targets.device))
         if self.popularity and loss_type == "SSM":
             return negatives, (self.log_q(targets), self.log_q(negatives))
         return negatives, None

@@ -1,5 +1,6 @@
 """RecBole's Trainer with weights-only checkpoints (see :mod:`recbole_mamba.trainer.checkpoint`)."""
 
+import itertools
 import math
 import os
 import time
@@ -9,6 +10,7 @@ from recbole.trainer import Trainer
 from recbole.utils import get_local_time, set_color
 
 from recbole_mamba.data.candidates import CandidateEvalDataLoader
+from recbole_mamba.model.negatives import batch_seed
 from recbole_mamba.trainer.all_positions import scores_by_dot_product, training_loss
 from recbole_mamba.trainer.checkpoint import load_checkpoint, parameters_to_json, save_checkpoint
 from recbole_mamba.trainer.optimizers import SparseTableAdam
@@ -203,11 +205,25 @@ class SafeCheckpointTrainer(Trainer):
             return value
         return loss
 
+    def _seeding_shared_negatives(self, loss_func, epoch_idx):
+        """``loss_func`` that first seeds the model's shared negatives with the batch's
+        (seed, epoch, batch) (:meth:`~recbole_mamba.model.negatives.NegativeSampler.seed_shared`)."""
+        sampler = getattr(self.model, "negative_sampler", None)
+        if sampler is None:
+            return loss_func
+        batches = itertools.count()
+
+        def loss(interaction):
+            sampler.seed_shared(batch_seed(self.config["seed"], epoch_idx, next(batches)))
+            return loss_func(interaction)
+        return loss
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if loss_func is None:
             loss_func = training_loss(self.config, self.model)
+        loss_func = self._seeding_shared_negatives(loss_func or self.model.calculate_loss, epoch_idx)
         if self.initial_loss is None:
-            loss_func = self._recording_initial_loss(loss_func or self.model.calculate_loss)
+            loss_func = self._recording_initial_loss(loss_func)
         start = time.perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self._epoch = epoch_idx

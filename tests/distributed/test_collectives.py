@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from recbole_mamba.distributed import DistributedContext
 TWO_RANKS = r"""
@@ -71,3 +72,49 @@ def test_a_refusal_keeps_its_class_and_a_pass_on_every_rank_passes():
     OneOfTwo(None).refused_together(lambda: None)
     with pytest.raises(MemoryBudgetError, match=r"^rank 1 of 2: too big$"):
         OneOfTwo((MemoryBudgetError, "too big")).refused_together(lambda: None)
+
+
+SPARSE_ROWS = r"""
+import json, sys, torch
+from recbole_mamba.distributed import ForkedRanks
+from recbole_mamba.distributed.sparse_rows import sum_sparse_rows
+
+ranks = ForkedRanks(2)
+context = ranks.fork("cpu").start("cpu")
+rank = context.rank
+# rank 0 touched rows 1, 4, 4 (a repeated row), rank 1 rows 4 and 7: overlapping, uneven counts
+rows = [[1, 4, 4], [4, 7]][rank]
+values = torch.arange(len(rows) * 3, dtype=torch.float64).reshape(len(rows), 3) + 10 * rank
+grad = torch.sparse_coo_tensor(torch.tensor([rows]), values, (9, 3))
+summed = sum_sparse_rows(grad, 2, 0.5)
+sys.stdout.write(json.dumps({"rank": rank, "rows": summed.indices()[0].tolist(),
+                             "dense": summed.to_dense().tolist(), "mine": grad.to_dense().tolist()}) + "\n")
+context.stop()
+raise SystemExit(ranks.finish(0))
+"""
+
+
+def test_two_ranks_sum_their_sparse_rows():
+    """The item table's sparse gradients of 2 ranks, overlapping and of uneven row counts, summed
+    (and scaled) as rows: both ranks hold the dense sum's rows, and only the rows touched."""
+    done = subprocess.run([sys.executable, "-c", SPARSE_ROWS], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    ranks = sorted((json.loads(line) for line in done.stdout.splitlines()), key=lambda r: r["rank"])
+    assert [r["rank"] for r in ranks] == [0, 1]
+    expected = ((torch.tensor(ranks[0]["mine"]) + torch.tensor(ranks[1]["mine"])) * 0.5).tolist()
+    for r in ranks:
+        assert r["rows"] == [1, 4, 7]
+        assert r["dense"] == expected
+
+
+def test_a_dense_item_table_of_millions_is_refused_on_many_ranks():
+    from recbole_mamba.distributed.trainer import DENSE_TABLE_LIMIT, check_item_table
+    from recbole_mamba.errors import ConfigError
+
+    config = {"item_table_updates": "dense", "hidden_size": 64}
+    check_item_table(config, DENSE_TABLE_LIMIT, 2)
+    check_item_table(config, DENSE_TABLE_LIMIT + 1, 1)
+    check_item_table({**config, "item_table_updates": "sparse"}, 20_000_000, 2)
+    with pytest.raises(ConfigError, match=r"^item_table_updates dense with 1,000,001 items on 2 ranks: .* "
+                                          r"use item_table_updates sparse"):
+        check_item_table(config, DENSE_TABLE_LIMIT + 1, 2)

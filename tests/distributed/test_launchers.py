@@ -100,7 +100,8 @@ def test_a_killed_rank_stops_the_other_and_resume_ends_as_the_uninterrupted_run(
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--nproc=2", "--loss_type=SSM", "--item_table_updates=sparse"], "item_table_updates sparse: not across ranks"),
+    (["--nproc=2", "--loss_type=SSM", "--item_table_updates=sparse", "--clip_grad_norm={'max_norm': 5}"],
+     "clip_grad_norm with item_table_updates sparse: not across ranks"),
     (["--nproc=2", "--evaluate", "--checkpoint=x.pth"], "--evaluate runs in this process: no --nproc"),
     (["--local_rank=1"], "local_rank is set by a launcher"),
     (["--nproc=2", "--world_size=4"], "--world_size 4 spans machines"),
