@@ -99,9 +99,10 @@ class LengthGroupedTrainDataLoader(TrainDataLoader):
         for index in self.take_plan():
             yield self.collate_fn(index.numpy())
 
-    def collate_fn(self, index):
+    def collate_fn(self, index, width=None):
+        """The rows ``index``, their histories cut to ``width`` (default: their longest)."""
         batch = super().collate_fn(index)
-        width = int(batch[self._dataset.item_list_length_field].max())
+        width = int(batch[self._dataset.item_list_length_field].max()) if width is None else width
         for field in self._dataset.history_sources:
             batch[field] = batch[field][:, :width]
         return batch

@@ -7,6 +7,9 @@ weighted by its share of the positions (:attr:`RankShareLoader.share`), so that 
 gradients are the gradient of the whole batch's mean, as one process computes it, however
 unevenly the positions fall. A rank whose share is empty (a batch of fewer rows than ranks)
 trains on one row at weight 0: it still takes part in the gradient exchange and adds nothing.
+A rank's rows are cut to the width of the whole batch, and the loader says where they sit in it
+(:attr:`RankShareLoader.places`), so that their dropout masks are the one process's
+(:mod:`recbole_mamba.layers.keyed_dropout`).
 """
 
 import numpy as np
@@ -43,6 +46,7 @@ class RankShareLoader:
         self.loader, self.rank, self.world_size = loader, rank, world_size
         self.all_positions = all_positions
         self.share = 1.0
+        self.batch_rows, self.places = 0, None  # the current batch's rows, and this rank's rows' places in it
         self.shares = []  # (rank's positions, batch's positions) of the last epoch
 
     def __len__(self):
@@ -60,4 +64,13 @@ class RankShareLoader:
             mine = positions_of(dataset, rows, self.all_positions) if len(rows) else 0
             self.shares.append((mine, total))
             self.share = mine / total
-            yield self.loader.collate_fn(rows if len(rows) else batch[:1])
+            self.batch_rows = len(batch)
+            self.places = torch.arange(self.rank, len(batch), self.world_size) if len(rows) else torch.zeros(1, dtype=torch.long)
+            yield self._collate(rows if len(rows) else batch[:1], batch)
+
+    def _collate(self, rows, batch):
+        """``rows`` as the loader collates them, at the width of the whole ``batch`` (the loader
+        cuts a batch to its longest row; the dropout masks of a row are drawn at the batch's width)."""
+        if isinstance(self.loader, LengthGroupedTrainDataLoader):
+            return self.loader.collate_fn(rows, width=int(self.loader.lengths[torch.as_tensor(batch)].max()))
+        return self.loader.collate_fn(rows)

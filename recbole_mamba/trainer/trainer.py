@@ -10,6 +10,7 @@ from recbole.trainer import Trainer
 from recbole.utils import get_local_time, set_color
 
 from recbole_mamba.data.candidates import CandidateEvalDataLoader
+from recbole_mamba.layers.keyed_dropout import key_dropouts
 from recbole_mamba.model.negatives import batch_seed
 from recbole_mamba.trainer.all_positions import scores_by_dot_product, training_loss
 from recbole_mamba.trainer.checkpoint import load_checkpoint, parameters_to_json, save_checkpoint
@@ -46,6 +47,7 @@ class SafeCheckpointTrainer(Trainer):
     def __init__(self, config, model):
         super().__init__(config, model)
         self.eval_collector = RankingCollector(config)
+        self.batch_key = key_dropouts(model)  # dropout masks keyed by the batch (layers/keyed_dropout.py)
         # RecBole names by model and second: two runs of a model in one folder ending in the same
         # second would write one file
         self.saved_model_file = os.path.join(
@@ -205,27 +207,34 @@ class SafeCheckpointTrainer(Trainer):
             return value
         return loss
 
-    def _seeding_shared_negatives(self, loss_func, epoch_idx):
-        """``loss_func`` that first seeds the model's shared negatives with the batch's
-        (seed, epoch, batch) (:meth:`~recbole_mamba.model.negatives.NegativeSampler.seed_shared`)."""
+    def _keying_batches(self, loss_func, epoch_idx, train_data):
+        """``loss_func`` that first keys the batch's randomness with its (seed, epoch, batch): the
+        model's shared negatives (:meth:`~recbole_mamba.model.negatives.NegativeSampler.seed_shared`)
+        and its dropout masks (:class:`~recbole_mamba.layers.keyed_dropout.BatchKey`; a rank's
+        loader says where its rows sit in the whole batch)."""
         sampler = getattr(self.model, "negative_sampler", None)
-        if sampler is None:
-            return loss_func
         batches = itertools.count()
 
         def loss(interaction):
-            sampler.seed_shared(batch_seed(self.config["seed"], epoch_idx, next(batches)))
+            seed = batch_seed(self.config["seed"], epoch_idx, next(batches))
+            if sampler is not None:
+                sampler.seed_shared(seed)
+            places, rows = getattr(train_data, "places", None), getattr(train_data, "batch_rows", len(interaction))
+            self.batch_key.set(seed, rows, places)
             return loss_func(interaction)
         return loss
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if loss_func is None:
             loss_func = training_loss(self.config, self.model)
-        loss_func = self._seeding_shared_negatives(loss_func or self.model.calculate_loss, epoch_idx)
+        loss_func = self._keying_batches(loss_func or self.model.calculate_loss, epoch_idx, train_data)
         if self.initial_loss is None:
             loss_func = self._recording_initial_loss(loss_func)
         start = time.perf_counter()
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        try:
+            loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        finally:
+            self.batch_key.clear()
         self._epoch = epoch_idx
         self.train_seconds.append(time.perf_counter() - start)
         return loss
