@@ -5,6 +5,7 @@ Input errors (:class:`recbole_mamba.errors.InputError`: a bad option, model, dat
 checkpoint) print one line and exit with status 2; any other exception keeps its traceback."""
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -243,16 +244,49 @@ def _train(launch, model, dataset, **run_args):
     if "nproc" in launch or "world_size" in launch:
         ranks = ForkedRanks(launch.get("nproc", 1), launch.get("world_size"), launch.get("ip"), launch.get("port"),
                             launch.get("offset", 0))
+    interrupts = _Interrupts()
     try:
         result = run(model, dataset, distributed=ranks, **run_args)
     except BaseException as error:
+        interrupts.stopped = True
+        interrupted = isinstance(error, KeyboardInterrupt) or interrupts.seen  # a peer's Ctrl-C looks like a loss
         if ranks is not None:
-            ranks.failed(error)  # a child exits here
-        raise
+            ranks.failed(error, quietly=interrupted)  # a child exits here
+        if not interrupted:
+            raise
+        resume_file = getattr(error, "resume_file", None)
+        print("run_recbole_mamba.py: interrupted: " + (
+            f"continue after the last completed epoch with: python run_recbole_mamba.py --resume "
+            f"--checkpoint={resume_file}" + (f" --nproc={ranks.nproc}" if ranks is not None else "")
+            if resume_file else "no epoch was completed, nothing to resume"), file=sys.stderr)
+        return 130
+    finally:
+        interrupts.restore()
     if result["rank"] == 0:
         config = result["config"]
         print(format_result(result, config["model"], config["dataset"]))
     return ranks.finish(0) if ranks is not None else 0
+
+
+class _Interrupts:
+    """From its making until :meth:`restore`: Ctrl-C (SIGINT) raises KeyboardInterrupt as Python's
+    own handler does, and is remembered (``seen``), also where it arrived while a collective waited
+    and the rank's peer, hit by the same Ctrl-C, was gone first; once ``stopped``, a Ctrl-C only
+    counts. Where SIGINT was not Python's to handle (ignored by the shell), nothing changes."""
+
+    def __init__(self):
+        self.seen, self.stopped, self.previous = False, False, None
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self)
+
+    def __call__(self, signum, frame):
+        self.seen = True
+        if not self.stopped:
+            raise KeyboardInterrupt
+
+    def restore(self):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _ray_train(launch, model, dataset, cmd_args=(), config_file_list=None, resume=None):

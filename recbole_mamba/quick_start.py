@@ -316,7 +316,9 @@ def run(
     except Exception as error:
         context = context or getattr(launcher, "context", None)
         if context is not None and context.is_collective_failure(error):
-            raise RankLostError(context.describe_loss(error)) from None
+            lost = RankLostError(context.describe_loss(error))
+            lost.resume_file = getattr(error, "resume_file", None)
+            raise lost from None
         raise
     if launcher is not None:
         (context or launcher.context).stop()
@@ -362,10 +364,14 @@ def _run(config, launcher, context, saved, epoch_callback, state, resume_file):
         if epoch_callback is not None:
             epoch_callback(epoch_idx, valid_score, trainer.last_valid_result)
 
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"],
-        callback_fn=after_validation,
-    )
+    try:
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=saved, show_progress=config["show_progress"],
+            callback_fn=after_validation,
+        )
+    except BaseException as stopped:  # Ctrl-C, a lost rank: where the last completed epoch's state is
+        stopped.resume_file = trainer.resume_file if saved and os.path.exists(trainer.resume_file) else None
+        raise
     start = time.perf_counter()
     test_result = trainer.evaluate(
         test_data, load_best_model=saved, show_progress=config["show_progress"]

@@ -72,9 +72,10 @@ class ForkedRanks:
     def is_child(self):
         return self.context is not None and self.context.local_rank > 0
 
-    def failed(self, error):
+    def failed(self, error, quietly=False):
         """After ``error`` ended this rank's run: a child prints it (one line for a lost rank or an
-        input error) and exits 1; the first process stops its children, and the caller raises."""
+        input error; nothing where ``quietly``: a Ctrl-C, which the first process reports) and
+        exits 1 (130 quietly); the first process stops its children, and the caller reports."""
         if not self.is_child:
             for pid in self.children:
                 try:
@@ -83,6 +84,8 @@ class ForkedRanks:
                     pass
             self._wait()
             return
+        if quietly:
+            self._exit(130)
         if isinstance(error, (RankLostError, InputError)):
             print(f"run_recbole_mamba.py: error: {error}", file=sys.stderr)
         else:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +119,32 @@ def test_a_rank_of_torchrun_takes_no_launch_option(tmp_path, cli_main, monkeypat
     code, _, err = cli_main(tmp_path, *ARGS, "--nproc=2")
     assert code == 2 and "already a rank of torchrun's" in err
 
+
+
+@pytest.mark.parametrize("launch", [[], ["--nproc=2"]], ids=["one process", "nproc=2"])
+def test_ctrl_c_ends_in_one_line_with_an_intact_resume_state(launch, runs, tmp_path):
+    """SIGINT to the run's process group (a terminal's Ctrl-C reaches every rank) after its first
+    epoch: exit status 130, one line naming the resume state and the command, no traceback."""
+    from recbole_mamba.trainer.checkpoint import load_checkpoint
+
+    args = runs[0]
+    run = subprocess.Popen([sys.executable, str(SCRIPT), *args, *launch], cwd=tmp_path, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                           env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    saved = tmp_path / "saved"
+    deadline = time.monotonic() + 120
+    while not list(saved.glob("*-last.pth")):
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("run_recbole_mamba.py:")]
+    (state,) = saved.glob("*-last.pth")
+    assert lines == [f"run_recbole_mamba.py: interrupted: continue after the last completed epoch with: python "
+                     f"run_recbole_mamba.py --resume --checkpoint={Path('saved', state.name)}"
+                     + (" --nproc=2" if launch else "")], stderr
+    assert load_checkpoint(state)["epoch"] >= 0
+    assert [path.name for path in saved.iterdir() if ".tmp" in path.name or path.name.startswith(".")] == []
