@@ -1,5 +1,5 @@
 """2 gloo ranks train the model 1 process trains: the same parameters after several Adam steps
-(|dtheta| <= 1e-5, CE, SSM, SSM with sparse item-table updates and SSM with dropout, all positions in length-grouped batches of uneven shares), and the
+(|dtheta| <= 1e-5, CE, SSM with sparse item-table updates and SSM with dropout, all positions in length-grouped batches of uneven shares), and the
 same full-ranking validation and uni100 test metrics, to 12 decimals."""
 
 import json
@@ -17,7 +17,7 @@ FORKED_RUN = Path(__file__).with_name("forked_run.py")
 RUN = {**TINY_CONFIG, "train_mode": "all_positions", "train_batch_order": "length", "train_batch_size": 16,
        "epochs": 2, "stopping_step": 10, "eval_batch_size": 16, "dropout_prob": 0.0,
        "eval_args": {"mode": {"valid": "full", "test": "uni100"}}, "metric_decimal_place": 12, "state": "WARNING"}
-LOSSES = {"CE": {"loss_type": "CE"}, "SSM": {"loss_type": "SSM", "train_negatives": 32},
+LOSSES = {"CE": {"loss_type": "CE"},  # SSM's shared negatives in the next two
           "SSM, sparse item table": {"loss_type": "SSM", "train_negatives": 32, "item_table_updates": "sparse"},
           "SSM, dropout 0.3": {"loss_type": "SSM", "train_negatives": 32, "dropout_prob": 0.3}}
 

@@ -148,3 +148,29 @@ def test_ctrl_c_ends_in_one_line_with_an_intact_resume_state(launch, runs, tmp_p
                      + (" --nproc=2" if launch else "")], stderr
     assert load_checkpoint(state)["epoch"] >= 0
     assert [path.name for path in saved.iterdir() if ".tmp" in path.name or path.name.startswith(".")] == []
+
+
+def test_a_killed_torchrun_rank_ends_the_job_naming_it(runs, tmp_path):
+    """torchrun's ranks: SIGKILL rank 1 mid-run; the job exits non-zero within 60 s and rank 0
+    says which rank stopped (torchrun then adds its own report)."""
+    args = [arg for arg in runs[0] if not arg.startswith("--epochs=")] + ["--epochs=40"]  # killed long before
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE")}
+    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                            str(SCRIPT), *args], cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env={**env, "PYTHONWARNINGS": "ignore"})
+    saved = tmp_path / "saved"
+    deadline = time.monotonic() + 120
+    while not list(saved.glob("*-last.pth")):
+        assert job.poll() is None and time.monotonic() < deadline, job.communicate()
+        time.sleep(0.01)
+    ranks = {}
+    for pid in children_of(job.pid):
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            ranks[next(v[5:].decode() for v in f.read().split(b"\0") if v.startswith(b"RANK="))] = pid
+    os.kill(ranks["1"], signal.SIGKILL)
+    killed = time.monotonic()
+    _, stderr = job.communicate(timeout=60)
+    assert time.monotonic() - killed < 60
+    assert job.returncode != 0
+    lines = [line for line in stderr.splitlines() if line.startswith("run_recbole_mamba.py: error:")]
+    assert len(lines) == 1 and f"rank 0: rank 1 (pid {ranks['1']}) stopped running" in lines[0], stderr
