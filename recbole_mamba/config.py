@@ -182,23 +182,33 @@ class RecboleMambaConfig(Config):
     alone).
     """
 
-    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=(),
-                 launched=False):
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=()):
         self._cmd_args = list(cmd_args)
-        self._launched = launched
         super().__init__(model, dataset, config_file_list, config_dict)
 
     def _init_device(self):
-        """RecBole's, except that in a launched rank (``launched``: torchrun, Ray Train, --nproc)
-        without a ``gpu_id`` the GPUs the launcher let it see stay visible (RecBole would show
-        every rank GPU 0 alone)."""
-        if self._launched and "gpu_id" not in self.external_config_dict:
-            import torch
+        """RecBole's, with the devices a launcher or the user chose kept: without a given
+        ``gpu_id`` the GPUs ``CUDA_VISIBLE_DEVICES`` shows (set by Ray for its trial or cell, by a
+        launcher for its rank, or by the user; unset: all) stay visible and the variable is left as
+        it was (RecBole writes its default ``'0'`` into it: every Ray trial and every rank on
+        physical GPU 0); a given ``gpu_id`` keeps RecBole's meaning (it becomes
+        ``CUDA_VISIBLE_DEVICES``); ``use_gpu: False`` trains on the CPU (RecBole reads it only
+        for its log)."""
+        import torch
 
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        given = "gpu_id" in self.external_config_dict
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if not given:
             self.final_config_dict["gpu_id"] = (visible if visible is not None
                                                 else ",".join(map(str, range(torch.cuda.device_count()))))
         super()._init_device()
+        if not given:
+            if visible is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = visible
+        if not self.final_config_dict["use_gpu"]:
+            self.final_config_dict["device"] = torch.device("cpu")
 
     def _load_cmd_line(self):
         return self._convert_config_dict(parse_cmd_args(self._cmd_args))

@@ -306,7 +306,6 @@ def run(
         config_file_list=config_file_list,
         config_dict=config_dict,
         cmd_args=cmd_args,
-        launched=launcher is not None,
     )
     if launcher is not None:
         check_distributable(config)
