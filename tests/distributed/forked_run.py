@@ -1,4 +1,4 @@
-"""``python forked_run.py CONFIG_JSON OUT_DIR``: ``run("MambaRec", "ml-tiny")`` on 2 forked ranks
+"""``python forked_run.py CONFIG_JSON OUT_DIR [MODEL]``: ``run(MODEL, "ml-tiny")`` (default MambaRec) on 2 forked ranks
 (:class:`~recbole_mamba.distributed.ForkedRanks`, the library path of ``--nproc=2``); rank 0
 writes ``result.json`` (metrics at full precision, the checkpoint), every rank ``shares-<rank>.json``
 (its positions and the batch's, each batch of each epoch)."""
@@ -12,6 +12,7 @@ from recbole_mamba.distributed.train_shards import RankShareLoader
 from recbole_mamba.quick_start import run
 
 config, out = json.loads(sys.argv[1]), Path(sys.argv[2])
+model = sys.argv[3] if len(sys.argv) > 3 else "MambaRec"
 shares = []
 iterate = RankShareLoader.__iter__
 
@@ -23,7 +24,7 @@ def recording(self):
 
 RankShareLoader.__iter__ = recording
 ranks = ForkedRanks(2)
-result = run("MambaRec", "ml-tiny", config_dict=config, distributed=ranks)
+result = run(model, "ml-tiny", config_dict=config, distributed=ranks)
 (out / f"shares-{result['rank']}.json").write_text(json.dumps(shares))
 if result["rank"] == 0:
     (out / "result.json").write_text(json.dumps({

@@ -19,7 +19,10 @@ RUN = {**TINY_CONFIG, "train_mode": "all_positions", "train_batch_order": "lengt
        "eval_args": {"mode": {"valid": "full", "test": "uni100"}}, "metric_decimal_place": 12, "state": "WARNING"}
 LOSSES = {"CE": {"loss_type": "CE"},  # SSM's shared negatives in the next two
           "SSM, sparse item table": {"loss_type": "SSM", "train_negatives": 32, "item_table_updates": "sparse"},
-          "SSM, dropout 0.3": {"loss_type": "SSM", "train_negatives": 32, "dropout_prob": 0.3}}
+          "SSM, dropout 0.3": {"loss_type": "SSM", "train_negatives": 32, "dropout_prob": 0.3},
+          # RecBole's SASRec: attention dropout on (rows, heads, L, L) and hidden dropout
+          "SASRec, CE, dropout 0.3": {"model": "SASRec", "loss_type": "CE", "hidden_dropout_prob": 0.3,
+                                      "attn_dropout_prob": 0.3}}
 
 
 def metrics(result):
@@ -29,12 +32,13 @@ def metrics(result):
 @pytest.mark.parametrize("loss", LOSSES)
 def test_two_ranks_train_and_evaluate_as_one_process(loss, tiny_data_path, tmp_path, monkeypatch):
     config = {**RUN, **LOSSES[loss], "data_path": tiny_data_path}
+    model = config.pop("model", "MambaRec")
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     monkeypatch.chdir(tmp_path / "one")
-    one = run("MambaRec", "ml-tiny", config_dict=config)
+    one = run(model, "ml-tiny", config_dict=config)
 
-    subprocess.run([sys.executable, str(FORKED_RUN), json.dumps(config), str(tmp_path / "two")],
+    subprocess.run([sys.executable, str(FORKED_RUN), json.dumps(config), str(tmp_path / "two"), model],
                    cwd=tmp_path / "two", check=True, timeout=300, capture_output=True)
     two = json.loads((tmp_path / "two" / "result.json").read_text())
 
