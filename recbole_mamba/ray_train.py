@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from recbole_mamba.distributed import DistributedContext
+from recbole_mamba.distributed.context import DEFAULT_TIMEOUT_S
 from recbole_mamba.errors import ConfigError
 from recbole_mamba.tune.cluster import start_ray
 
@@ -69,7 +70,7 @@ def _worker(spec):
 
 
 def run_on_ray(model, dataset, config_files=None, cmd_args=(), workers=2, cpus_per_worker=1, gpus_per_worker=0,
-               ray_address=None, storage=None, resume=None, timeout_s=1800):
+               ray_address=None, storage=None, resume=None, timeout_s=DEFAULT_TIMEOUT_S):
     """Train on ``workers`` Ray workers (each ``cpus_per_worker`` CPUs, its threads, and
     ``gpus_per_worker`` GPUs); returns the run's summary: test and best validation metrics,
     protocol, training, checkpoint, epochs_run, model, dataset."""

@@ -16,9 +16,10 @@ sets it before each training batch. Without a key (outside the trainer's trainin
 in eval mode, a :class:`KeyedDropout` is ``nn.Dropout``.
 """
 
-import numpy as np
 import torch
 from torch import nn
+
+from recbole_mamba.seeds import mixed_seed
 
 
 class BatchKey:
@@ -47,9 +48,8 @@ class BatchKey:
         """(shape) bool: the next call's kept elements. An input of this process's rows (shape[0]
         = :meth:`held`) gets its rows of the whole batch's mask; any other (a table every rank
         holds whole, such as all item embeddings) a mask of its own shape."""
-        call_seed = int(np.random.SeedSequence([self.seed, self.calls]).generate_state(1, np.uint64)[0] >> 1)
+        generator = torch.Generator(device).manual_seed(mixed_seed(self.seed, self.calls))
         self.calls += 1
-        generator = torch.Generator(device).manual_seed(call_seed)
         rows_first = shape[0] == self.held()
         uniform = torch.rand((self.rows, *shape[1:]) if rows_first else shape, generator=generator, device=device)
         if rows_first and self.places is not None:

@@ -10,7 +10,6 @@ negatives (BPR, BCE) are drawn from the same distribution without a correction, 
 ``popularity`` sampler does.
 """
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -18,11 +17,6 @@ from recbole_mamba.model.losses import SAMPLED_LOSSES, SHARED_NEGATIVE_LOSSES
 
 UNIFORM, POPULARITY = "uniform", "popularity"
 NEGATIVE_DISTRIBUTIONS = (UNIFORM, POPULARITY)
-
-
-def batch_seed(seed, epoch, batch):
-    """The seed of one training batch's shared negatives: a 63-bit mix of (run seed, epoch, batch)."""
-    return int(np.random.SeedSequence([seed % 2**63, epoch, batch]).generate_state(1, np.uint64)[0] >> 1)
 
 
 class NegativeSampler(nn.Module):
@@ -67,7 +61,7 @@ class NegativeSampler(nn.Module):
 
     def seed_shared(self, seed):
         """Draw shared negatives (SSM, GBCE) from here on from a generator seeded with ``seed``
-        at each draw (the trainer gives each batch its :func:`batch_seed`): the ranks of a
+        at each draw (the trainer gives each batch a seed mixed from (seed, epoch, batch)): the ranks of a
         distributed run and a resumed run draw a batch's negatives as one uninterrupted process
         does, whatever else (dropout) used the global generator. None: the global generator."""
         self.shared_seed = seed

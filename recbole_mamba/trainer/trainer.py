@@ -11,7 +11,7 @@ from recbole.utils import get_local_time, set_color
 
 from recbole_mamba.data.candidates import CandidateEvalDataLoader
 from recbole_mamba.layers.keyed_dropout import key_dropouts
-from recbole_mamba.model.negatives import batch_seed
+from recbole_mamba.seeds import mixed_seed
 from recbole_mamba.trainer.all_positions import scores_by_dot_product, training_loss
 from recbole_mamba.trainer.checkpoint import load_checkpoint, parameters_to_json, save_checkpoint
 from recbole_mamba.trainer.optimizers import SparseTableAdam
@@ -216,7 +216,7 @@ class SafeCheckpointTrainer(Trainer):
         batches = itertools.count()
 
         def loss(interaction):
-            seed = batch_seed(self.config["seed"], epoch_idx, next(batches))
+            seed = mixed_seed(self.config["seed"], epoch_idx, next(batches))
             if sampler is not None:
                 sampler.seed_shared(seed)
             places, rows = getattr(train_data, "places", None), getattr(train_data, "batch_rows", len(interaction))

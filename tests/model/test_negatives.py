@@ -9,7 +9,8 @@ from recbole.data import data_preparation
 from recbole_mamba.config import ConfigError, RecboleMambaConfig
 from recbole_mamba.data import create_dataset
 from recbole_mamba.model.losses import next_item_loss
-from recbole_mamba.model.negatives import NegativeSampler, batch_seed, training_target_counts
+from recbole_mamba.model.negatives import NegativeSampler, training_target_counts
+from recbole_mamba.seeds import mixed_seed
 from recbole_mamba.quick_start import training_protocol
 from recbole_mamba.trainer.all_positions import all_positions_loss, build_model, position_targets
 
@@ -32,19 +33,19 @@ def test_shared_negatives_follow_the_batch_seed_not_the_global_generator(counts)
     global generator (dropout, another rank's share) changes nothing; another batch draws others."""
     sampler = NegativeSampler(7, counts)
     targets = torch.tensor([1, 2, 3])
-    sampler.seed_shared(batch_seed(2020, 3, 5))
+    sampler.seed_shared(mixed_seed(2020, 3, 5))
     torch.manual_seed(0)
     first, _ = sampler.for_loss("SSM", targets, 64)
     torch.rand(1000)  # the global generator moves on
     again, _ = sampler.for_loss("GBCE", targets, 64)
     assert torch.equal(first, again)
-    sampler.seed_shared(batch_seed(2020, 3, 6))
+    sampler.seed_shared(mixed_seed(2020, 3, 6))
     assert not torch.equal(sampler.for_loss("SSM", targets, 64)[0], first)
-    assert len({batch_seed(2020, e, b) for e in range(3) for b in range(3)}) == 9
+    assert len({mixed_seed(2020, e, b) for e in range(3) for b in range(3)}) == 9
 
 
 def test_the_trainer_seeds_each_batch(tiny_data_path):
-    """SafeCheckpointTrainer gives batch b of epoch e the seed batch_seed(seed, e, b)."""
+    """SafeCheckpointTrainer gives batch b of epoch e the seed mixed_seed(seed, e, b)."""
     from recbole_mamba.trainer.trainer import SafeCheckpointTrainer
 
     config = make_config(tiny_data_path, loss_type="SSM", train_negatives=8, train_mode="all_positions")
@@ -56,7 +57,7 @@ def test_the_trainer_seeds_each_batch(tiny_data_path):
     trainer = SafeCheckpointTrainer(config, model)
     trainer.train_seconds = []  # as fit starts it
     trainer._train_epoch(train_data, 4)
-    assert seen == [batch_seed(config["seed"], 4, b) for b in range(len(train_data))]
+    assert seen == [mixed_seed(config["seed"], 4, b) for b in range(len(train_data))]
 
 
 def test_popularity_draws_follow_the_counts():
