@@ -19,10 +19,12 @@ import numbers
 import os
 from pathlib import Path
 
+import yaml
 from recbole.config import Config
 from recbole.utils import InputType
 
 from recbole_mamba.atomics.check import header_fields
+from recbole_mamba.atomics.convert import cut_command, cut_dataset_name
 from recbole_mamba.atomics.store import STORE_MODES
 from recbole_mamba.errors import ConfigError
 from recbole_mamba.launch_keys import LAUNCH_KEYS
@@ -45,11 +47,6 @@ ITEM_TABLE_UPDATES = ("dense", "sparse")  # Adam on every item row each step, or
 CHOICES = {"mamba_backend": BACKEND_NAMES, "train_mode": (AUTO, *TRAIN_MODES), "train_windows": TRAIN_WINDOWS,
            "train_batch_order": TRAIN_BATCH_ORDERS, "item_table_updates": ITEM_TABLE_UPDATES,
            "train_negatives_distribution": NEGATIVE_DISTRIBUTIONS, "interaction_store": STORE_MODES}
-# how to make a dataset that is missing, by the start of its name
-CONVERTERS = {
-    "kuairand": "python -m recbole_mamba.atomics kuairand log_standard_*.csv log_random_*.csv --max-len 2000",
-    "lfm1b": "python -m recbole_mamba.atomics lfm1b LFM-1b_LEs.txt --max-len 1000",
-}
 
 __all__ = ["ConfigError", "RecboleMambaConfig", "model_config_file", "plugin_config_files"]
 
@@ -95,6 +92,18 @@ def available_datasets(data_path=None):
     return sorted(names)
 
 
+def shipped_conversions(output_dir=None):
+    """{dataset: the converter command that makes it} of every dataset the shipped experiment
+    grids (``properties/experiment/*.yaml``, their ``convert`` keys) convert."""
+    commands = {}
+    for path in sorted((properties_dir() / "experiment").glob("*.yaml")):
+        for entry in yaml.safe_load(path.read_text(encoding="utf-8")).get("datasets", []):
+            for length in entry.get("lengths", []) if entry.get("convert") else []:
+                dataset = cut_dataset_name(entry.get("dataset") or entry["name"], length)
+                commands[dataset] = cut_command(entry["convert"], length, dataset, output_dir)
+    return commands
+
+
 def resolve_dataset(name, data_path):
     """The dataset to load for ``name``: itself where ``data_path/name/name.inter`` exists (or it
     is the embedded one), else the one converted dataset whose name starts with ``name-`` (a
@@ -111,9 +120,10 @@ def resolve_dataset(name, data_path):
             f"dataset {name!r} could be any of {', '.join(candidates)} (in {data_path}); "
             f"name one, e.g. --dataset={candidates[0]}"
         )
-    converter = next((cmd for base, cmd in CONVERTERS.items() if name.startswith(base)), None)
-    if converter and os.path.abspath(data_path) != default_data_path():
-        converter += f" --output-dir {data_path}"
+    output_dir = data_path if os.path.abspath(data_path) != default_data_path() else None
+    commands = shipped_conversions(output_dir)
+    converter = commands.get(name) or next((cmd for dataset, cmd in commands.items() if dataset.startswith(f"{name}-")),
+                                           None)
     make = (f"make it with: {converter}" if converter else
             f"put RecBole atomic files there ({name}.inter with a header such as "
             "user_id:token item_id:token timestamp:float; see dataset_atomics/README.md)")

@@ -147,8 +147,10 @@ def test_a_name_resolves_to_the_one_converted_dataset_it_prefixes(tmp_path):
 
 
 @pytest.mark.parametrize("name, how", [
-    ("kuairand", "make it with: python -m recbole_mamba.atomics kuairand log_standard_*.csv"),
-    ("lfm1b-1k", "make it with: python -m recbole_mamba.atomics lfm1b LFM-1b_LEs.txt"),
+    ("kuairand", "make it with: python -m recbole_mamba.atomics kuairand log_standard_*.csv log_random_*.csv "
+                 "--min-item-count 5 --max-len 2003 --name kuairand-2k"),
+    ("lfm1b-1k", "make it with: python -m recbole_mamba.atomics lfm1b LFM-1b.zip --min-item-count 5 --max-len 1003 "
+                 "--name lfm1b-1k"),
     ("my-data", "put RecBole atomic files there (my-data.inter with a header such as"),
 ])
 def test_unknown_dataset_says_where_it_looked_and_how_to_make_it(name, how, tmp_path):

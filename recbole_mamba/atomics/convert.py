@@ -24,9 +24,11 @@ from recbole_mamba.atomics.errors import OptionError, RawInputError
 from recbole_mamba.atomics.options import ConvertOptions
 from recbole_mamba.atomics.reader import BadLines, DelimitedReader, open_binary
 from recbole_mamba.atomics.store import write_converted_store
-from recbole_mamba.atomics.writer import format_table, sequence_stats, write_dataset
+from recbole_mamba.atomics.writer import HELD_OUT, format_table, sequence_stats, write_dataset
 
 LFM1B_COLUMNS = ("user_id", "artist_id", "album_id", "track_id", "timestamp")
+LFM1B_EVENTS_FILE = "LFM-1b_LEs.txt"  # the member read from the official LFM-1b.zip
+LFM1B_USERS_FILE = "LFM-1b_users.txt"
 LFM1B_ITEM_FILE_COLUMNS = {  # LFM-1b_tracks.txt / _albums.txt / _artists.txt (no header)
     "track": ["track_id", "track_name", "artist_id"],
     "album": ["album_id", "album_name", "artist_id"],
@@ -43,6 +45,21 @@ SIGNALS = {"click": "is_click", "long_view": "long_view", "all": None}
 def cut_label(max_len):
     """The cut in a dataset's name: 2000 -> ``2k``, 500 -> ``500``."""
     return f"{max_len // 1000}k" if max_len % 1000 == 0 else str(max_len)
+
+
+def cut_dataset_name(template, length):
+    """A grid's dataset for a context of ``length``: ``template`` with ``{cut}`` (the converters'
+    label, ``kuairand-{cut}`` -> ``kuairand-2k``) or ``{length}``."""
+    return template.format(cut=cut_label(length), length=length)
+
+
+def cut_command(arguments, length, name, output_dir=None):
+    """The converter's command that makes dataset ``name`` for a context of ``length``:
+    ``arguments`` (the format, the raw files and the filters) cut at ``length`` + 3, the valid
+    and test targets and a training target after ``length`` items (docs/converters.md), written
+    to ``output_dir`` (None: the default ``dataset_atomics``)."""
+    command = f"python -m recbole_mamba.atomics {arguments} --max-len {length + HELD_OUT} --name {name}"
+    return command + (f" --output-dir {output_dir}" if output_dir else "")
 
 
 def default_name(base, max_len=None, users=None, user_fraction=None):
@@ -139,7 +156,7 @@ def _lfm1b_blocks(path, item, on_bad_lines, bad, progress):
     item_column = f"{item}_id"
     columns = {"user_id": 0, item_column: LFM1B_COLUMNS.index(item_column), "timestamp": 4}
     reader = DelimitedReader(path, "\t", len(LFM1B_COLUMNS), columns, 1, on_bad_lines, bad)
-    with open_binary(path) as stream:
+    with open_binary(path, LFM1B_EVENTS_FILE) as stream:
         empty = True
         for block in reader.read(stream):
             empty = False
@@ -150,18 +167,20 @@ def _lfm1b_blocks(path, item, on_bad_lines, bad, progress):
             raise RawInputError(path, "empty file: no listening events")
 
 
-def side_table(path, kept_ids, id_column, sep, names=None, out_id="user_id"):
+def side_table(path, kept_ids, id_column, sep, names=None, out_id="user_id", member=None):
     """(header, columns) of a ``.user``/``.item`` file from a side file, for ``kept_ids`` only.
 
-    ``names``: column names of a file without header (else its first line). The id column is
+    ``names``: column names of a file without header (else its first line). ``member``: the file
+    to read in a zip archive of many (see :func:`open_binary`). The id column is
     written as ``out_id:token``; a column whose every value is numeric as ``name:float``, any
     other as ``name:token``. Rows follow the id order.
     """
-    try:
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, header=None if names else 0,
-                            names=names, quoting=3, on_bad_lines="error")
-    except (pd.errors.ParserError, ValueError) as e:
-        raise RawInputError(path, f"cannot parse: {e}") from None
+    with open_binary(path, member) as stream:
+        try:
+            frame = pd.read_csv(stream, sep=sep, dtype=str, keep_default_na=False, header=None if names else 0,
+                                names=names, quoting=3, on_bad_lines="error")
+        except (pd.errors.ParserError, ValueError) as e:
+            raise RawInputError(path, f"cannot parse: {e}") from None
     frame.columns = [str(c).strip().lstrip("#").strip() for c in frame.columns]
     if id_column not in frame.columns:
         raise RawInputError(path, f"no column {id_column!r} (columns: {', '.join(frame.columns)})", line=1)
@@ -186,9 +205,10 @@ def side_table(path, kept_ids, id_column, sep, names=None, out_id="user_id"):
 
 def convert_lfm1b(input_path, item="track", users_file=None, items_file=None, **options):
     """Convert ``LFM-1b_LEs.txt`` (tab-separated user_id, artist_id, album_id, track_id,
-    unix seconds; no header; ``.gz``/``.zip`` read directly). ``users_file``: LFM-1b_users.txt
-    (-> ``.user``); ``items_file``: LFM-1b_tracks/albums/artists.txt matching ``item``
-    (-> ``.item``); ``options``: the fields of :class:`ConvertOptions`. Returns the stats dict."""
+    unix seconds; no header; ``.gz``/``.zip`` read directly, and from the official multi-file
+    LFM-1b.zip its LFM-1b_LEs.txt). ``users_file``: LFM-1b_users.txt (-> ``.user``);
+    ``items_file``: LFM-1b_tracks/albums/artists.txt matching ``item`` (-> ``.item``); either may
+    be the official zip too; ``options``: the fields of :class:`ConvertOptions`. Returns the stats dict."""
     if item not in ("track", "album", "artist"):
         raise OptionError(f"--item must be track, album or artist, got {item!r}")
     options = ConvertOptions(**options)
@@ -201,10 +221,10 @@ def convert_lfm1b(input_path, item="track", users_file=None, items_file=None, **
     _report_bad(bad)
     user_table = item_table = None
     if columns is not None and users_file is not None:
-        user_table = side_table(users_file, np.unique(columns["user"]), "user_id", "\t")
+        user_table = side_table(users_file, np.unique(columns["user"]), "user_id", "\t", member=LFM1B_USERS_FILE)
     if columns is not None and items_file is not None:
         item_table = side_table(items_file, np.unique(columns["item"]), f"{item}_id", "\t",
-                                names=LFM1B_ITEM_FILE_COLUMNS[item], out_id="item_id")
+                                names=LFM1B_ITEM_FILE_COLUMNS[item], out_id="item_id", member=f"LFM-1b_{item}s.txt")
     stats = _common_stats("LFM-1b", [input_path], name, dict(item=item, **options.cut()), rows_read,
                           rows_used, bad)
     spec = [("user_id:token", "user"), ("item_id:token", "item"), ("timestamp:float", "time")]

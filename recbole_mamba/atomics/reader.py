@@ -8,6 +8,7 @@ bad line (``on_bad_lines='error'``) or drops every bad line and reports them (``
 import gzip
 import io
 import os
+import posixpath
 import zipfile
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ import pandas as pd
 from recbole_mamba.atomics.errors import RawInputError
 
 BLOCK_BYTES = 16 << 20
+LISTED_MEMBERS = 12  # of a zip archive, in the error that refuses it
 
 
 @dataclass
@@ -32,16 +34,25 @@ class BadLines:
             self.first.append(f"{os.path.basename(path)} line {line}: {reason}")
 
 
-def open_binary(path):
-    """A binary stream of ``path``; ``.gz`` and single-member ``.zip`` files are read directly."""
+def open_binary(path, member=None):
+    """A binary stream of ``path``; ``.gz`` files and ``.zip`` archives are read directly: a zip
+    of one file, or of many (the official LFM-1b.zip) the file named ``member`` (its name in any
+    folder of the archive). Another zip of many files is refused naming its files."""
     if path.endswith(".gz"):
         return gzip.open(path, "rb")
     if path.endswith(".zip"):
         archive = zipfile.ZipFile(path)
-        members = [m for m in archive.namelist() if not m.endswith("/")]
-        if len(members) != 1:
-            raise RawInputError(path, f"expected one file in the zip archive, found {len(members)}")
-        return archive.open(members[0])
+        files = [m for m in archive.namelist() if not m.endswith("/")]
+        if len(files) == 1:
+            return archive.open(files[0])
+        chosen = [m for m in files if member is not None and posixpath.basename(m) == member]
+        if len(chosen) != 1:
+            listed = ", ".join(files[:LISTED_MEMBERS]) + (f" and {len(files) - LISTED_MEMBERS} more"
+                                                          if len(files) > LISTED_MEMBERS else "")
+            wanted = ((f"with {len(chosen)} files named {member}" if chosen else f"with no file named {member}")
+                      if member else "(one expected)")
+            raise RawInputError(path, f"a zip archive of {len(files)} files {wanted}: {listed or 'none'}")
+        return archive.open(chosen[0])
     return open(path, "rb")
 
 

@@ -69,6 +69,19 @@ def _generated(entry, data_path):
     return note, oracle
 
 
+def _unconverted(experiment, cells, data_path):
+    """{dataset: the command that makes it} for the converted datasets (entries with ``convert``)
+    that ``cells`` read and ``data_path`` lacks."""
+    output_dir = data_path if data_path != default_data_path() else None
+    read, missing = {cell.dataset for cell in cells}, {}
+    for entry in experiment.datasets:
+        for length in entry.lengths if entry.convert else []:
+            dataset = entry.dataset_for(length)
+            if dataset in read and not os.path.isfile(os.path.join(data_path, dataset, f"{dataset}.inter")):
+                missing[dataset] = entry.convert_command(length, output_dir)
+    return missing
+
+
 def _records(out, cells):
     """cell id -> metrics of the finished cells in ``out``."""
     records = {}
@@ -153,20 +166,24 @@ def run_experiment(experiment=None, out=None, resume=False, max_concurrent=None,
         out = os.path.join("experiments", experiment.name)
     out = os.path.abspath(out)
     experiment = _stored_experiment(out, experiment, resume)
+    data_path = {**experiment.settings, **experiment.overrides}.get("data_path") or default_data_path()
+    data_path = os.path.abspath(os.path.expanduser(data_path))
+    cells = experiment.cells()
+    records = _records(out, cells)
+    pending = [cell for cell in cells if cell.id not in records]
+    missing = _unconverted(experiment, pending, data_path)
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in {data_path}: "
+                          f"convert the raw dump first: {'; '.join(missing.values())}")
     os.makedirs(out, exist_ok=True)
     with atomic_open(os.path.join(out, SPEC_FILE)) as f:
         yaml.safe_dump(experiment.as_dict(), f, sort_keys=False)
 
-    data_path = {**experiment.settings, **experiment.overrides}.get("data_path") or default_data_path()
-    data_path = os.path.abspath(os.path.expanduser(data_path))
     notes, oracles = {}, {}
     for entry in experiment.datasets:
         if entry.generate is not None:
             notes[entry.name], oracles[entry.name] = _generated(entry, data_path)
 
-    cells = experiment.cells()
-    records = _records(out, cells)
-    pending = [cell for cell in cells if cell.id not in records]
     print(f"{experiment.name}: {len(cells)} cells, {len(cells) - len(pending)} finished, {len(pending)} to run; "
           f"outputs in {out}", flush=True)
     threads = max(1, int(cpus_per_cell))

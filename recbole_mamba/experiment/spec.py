@@ -15,6 +15,7 @@
         lengths: [50, 200]            # MAX_ITEM_LIST_LENGTH of the cells
       - name: kuairand
         dataset: kuairand-{cut}       # the dataset of each length: {cut} is the converters' label (2k, 500)
+        convert: kuairand log_*.csv   # how to make it, less --max-len and --name, which each length sets
         lengths: [2000, 5000]
         settings: {...}               # this dataset's cells, over settings
       - name: longrange
@@ -23,7 +24,9 @@
 
 A cell is (dataset, model, length, seed); its config is settings < dataset settings < model
 settings < the overrides of the command line < the cell's own MAX_ITEM_LIST_LENGTH, seed and
-evaluation mode.
+evaluation mode. A dataset with ``convert`` is made by
+``python -m recbole_mamba.atomics {convert} --max-len {length + 3} --name {dataset}``: the one
+command the docs show too; a grid whose converted dataset is missing says so before it starts.
 """
 
 import os
@@ -32,11 +35,11 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from recbole_mamba.atomics.convert import cut_label
+from recbole_mamba.atomics.convert import cut_command, cut_dataset_name
 from recbole_mamba.errors import ConfigError
 
 KEYS = ("name", "models", "seeds", "protocols", "settings", "model_settings", "datasets")
-DATASET_KEYS = ("name", "dataset", "lengths", "settings", "generate")
+DATASET_KEYS = ("name", "dataset", "lengths", "settings", "generate", "convert")
 GENERATE_KEYS = ("users", "length", "items", "lags", "noise", "seed")
 PROTOCOL = re.compile(r"^(full|(uni|pop)[1-9][0-9]*)$")
 CELL_KEYS = ("MAX_ITEM_LIST_LENGTH", "seed")  # set by the grid, not by settings
@@ -65,9 +68,14 @@ class DatasetEntry:
     dataset: str = None  # a template with {cut}, or None for ``name``
     settings: dict = field(default_factory=dict)
     generate: dict = None
+    convert: str = None  # the converter's arguments less --max-len and --name
 
     def dataset_for(self, length):
-        return (self.dataset or self.name).format(cut=cut_label(length), length=length)
+        return cut_dataset_name(self.dataset or self.name, length)
+
+    def convert_command(self, length, output_dir=None):
+        """The command that makes this entry's dataset for ``length`` (in ``output_dir``), or None."""
+        return cut_command(self.convert, length, self.dataset_for(length), output_dir) if self.convert else None
 
 
 @dataclass
@@ -179,8 +187,17 @@ def parse_experiment(raw, source, overrides=None):
         template = item.get("dataset")
         if template is not None and (not isinstance(template, str) or generate is not None):
             _fail(source, f"{where}.dataset", "must be a name (with {cut} for each length), and not with generate")
+        convert = item.get("convert")
+        if convert is not None:
+            if not isinstance(convert, str) or generate is not None:
+                _fail(source, f"{where}.convert", "must be the converter's arguments (a string), and not with generate")
+            fixed = [flag for flag in ("--max-len", "--name", "--output-dir")
+                     if any(word.split("=")[0] == flag for word in convert.split())]
+            if fixed:
+                _fail(source, f"{where}.convert", f"{fixed[0]} is set by the grid (each length, dataset and "
+                      "data_path), not by convert")
         datasets.append(DatasetEntry(item["name"], lengths, template,
-                                     _mapping(source, f"{where}.settings", item.get("settings")), generate))
+                                     _mapping(source, f"{where}.settings", item.get("settings")), generate, convert))
     labels = [d.name for d in datasets]
     if len(set(labels)) != len(labels):
         _fail(source, "datasets", f"names must be distinct, got {labels}")

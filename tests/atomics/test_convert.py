@@ -106,6 +106,59 @@ def test_lfm1b_item_choice_name_side_files_and_yaml(tmp_path):
     assert json.load(open(os.path.join(stats["folder"], "stats.json")))["options"]["item"] == "artist"
 
 
+def test_the_official_multi_file_lfm1b_zip_converts_as_its_files(tmp_path):
+    """LFM-1b.zip as distributed: many files in a folder; the events, users and items are read
+    from it by name, byte for byte as from the extracted files."""
+    write_lfm1b(tmp_path / "LFM-1b_LEs.txt")
+    (tmp_path / "LFM-1b_users.txt").write_text(
+        "user_id\tcountry\tage\n" + "".join(f"{u}\tAT\t{20 + u}\n" for u in range(1, 10)))
+    (tmp_path / "LFM-1b_artists.txt").write_text("".join(f"{a}\tBand {a}\n" for a in range(1, 7)))
+    with zipfile.ZipFile(tmp_path / "LFM-1b.zip", "w") as z:
+        z.writestr("LFM-1b/", b"")
+        for member in ("LFM-1b_artists.txt", "LFM-1b_LEs.txt", "LFM-1b_users.txt"):
+            z.write(tmp_path / member, f"LFM-1b/{member}")
+        z.writestr("LFM-1b/LFM-1b_LEs.mat", b"\x00MATLAB")
+        z.writestr("LFM-1b/LFM-1b_tracks.txt", "1\tSong\t1\n")
+    outputs = []
+    for source in ("LFM-1b_LEs.txt", "LFM-1b.zip"):
+        users, items = (("LFM-1b_users.txt", "LFM-1b_artists.txt") if source.endswith(".txt")
+                        else ("LFM-1b.zip", "LFM-1b.zip"))
+        stats = convert_lfm1b(str(tmp_path / source), output_dir=str(tmp_path / source[-3:]), name="d",
+                              item="artist", max_len=20, users_file=str(tmp_path / users),
+                              items_file=str(tmp_path / items))
+        outputs.append([open(os.path.join(stats["folder"], f"d.{suffix}"), "rb").read()
+                        for suffix in ("inter", "user", "item", "yaml")])
+    assert outputs[1] == outputs[0] and all(outputs[0])
+
+    # a zip of many files without the events: one line naming its files, exit 2, nothing written
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as z:
+        z.writestr("a/LFM-1b_users.txt", "user_id\n1\n")
+        z.writestr("a/notes.txt", "x")
+    proc = cli("-m", "recbole_mamba.atomics", "lfm1b", "other.zip", "--output-dir", "out", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "python -m recbole_mamba.atomics: error: other.zip: a zip archive of 2 files with no file named "
+        "LFM-1b_LEs.txt: a/LFM-1b_users.txt, a/notes.txt"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("members, member, message", [
+    ([], None, "a zip archive of 0 files (one expected): none"),
+    (["x.csv", "y.csv"], None, "a zip archive of 2 files (one expected): x.csv, y.csv"),
+    (["a/e.txt", "b/e.txt", "c.txt"], "e.txt", "a zip archive of 3 files with 2 files named e.txt: a/e.txt, b/e.txt, c.txt"),
+    ([f"f{i:02}" for i in range(14)], "e.txt",
+     "a zip archive of 14 files with no file named e.txt: " + ", ".join(f"f{i:02}" for i in range(12)) + " and 2 more"),
+])
+def test_a_zip_without_its_one_file_is_refused_naming_its_files(tmp_path, members, member, message):
+    from recbole_mamba.atomics.reader import open_binary
+
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as z:
+        for name in members:
+            z.writestr(name, "1")
+    with pytest.raises(RawInputError) as err:
+        open_binary(str(tmp_path / "a.zip"), member)
+    assert str(err.value) == f"{tmp_path / 'a.zip'}: {message}"
+
+
 def write_kuairand(path, rows, header=KUAIRAND_COLUMNS):
     lines = [",".join(header)] + [",".join(str(row.get(c, 0)) for c in header) for row in rows]
     path.write_text("\n".join(lines) + "\n")

@@ -1,5 +1,6 @@
 """Experiment yamls: the cells they name, their configs, and one-line errors for bad ones."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,10 @@ def test_cells_cover_the_grid_with_the_documented_priorities():
      "spec.yaml: datasets[0].generate: unknown key 'user'"),
     ({"datasets": [{"name": "a", "lengths": [4]}, {"name": "a", "lengths": [8]}]},
      "spec.yaml: datasets: names must be distinct"),
+    ({"datasets": [{"name": "a", "lengths": [4], "convert": "lfm1b x.txt --max-len=7"}]},
+     "spec.yaml: datasets[0].convert: --max-len is set by the grid"),
+    ({"datasets": [{"name": "a", "lengths": [4], "convert": ["lfm1b", "x.txt"]}]},
+     "spec.yaml: datasets[0].convert: must be the converter's arguments (a string)"),
 ])
 def test_a_bad_experiment_is_refused_in_one_line_naming_the_field(change, message):
     with pytest.raises(ConfigError) as error:
@@ -82,3 +87,43 @@ def test_the_shipped_grids_are_the_studys():
         assert entry.lengths == lengths
         assert [entry.dataset_for(n) for n in lengths][-1] == f"{name}-5k"  # as the converters name it
     assert yaml.safe_load((folder / "quick.yaml").read_text())["datasets"]
+
+
+def converter_lines(text):
+    return [line for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S) for line in block.splitlines()
+            if re.match(r"python -m recbole_mamba.atomics (kuairand|lfm1b) ", line)]
+
+
+def test_the_docs_show_the_shipped_grids_converter_commands():
+    """One source of truth: the grids' ``convert`` keys; the converters' page shows each length's
+    command exactly, in order, and the README's are among them."""
+    from recbole_mamba.config import shipped_conversions
+
+    commands = shipped_conversions()
+    assert list(commands) == ["kuairand-2k", "kuairand-5k", "lfm1b-250", "lfm1b-500", "lfm1b-1k", "lfm1b-2k",
+                              "lfm1b-5k"]
+    assert commands["kuairand-5k"] == ("python -m recbole_mamba.atomics kuairand log_standard_*.csv "
+                                       "log_random_*.csv --min-item-count 5 --max-len 5003 --name kuairand-5k")
+    root = Path(__file__).resolve().parents[2]
+    assert converter_lines((root / "docs" / "converters.md").read_text()) == list(commands.values())
+    readme = converter_lines((root / "README.md").read_text())
+    assert len(readme) == 2 and set(readme) <= set(commands.values())
+    for name in ("kuairand", "lfm1b"):
+        (entry,) = load_experiment(name).datasets
+        assert [entry.convert_command(n) for n in entry.lengths] == [c for d, c in commands.items()
+                                                                     if d.startswith(name)]
+
+
+def test_a_grid_without_its_converted_dataset_stops_before_it_starts(tmp_path):
+    from recbole_mamba.experiment import run_experiment
+
+    spec = {"models": ["MambaRec"], "settings": {"data_path": str(tmp_path / "data")},
+            "datasets": [{"name": "k", "dataset": "k-{cut}", "convert": "kuairand log_*.csv", "lengths": [500, 2000]}]}
+    (tmp_path / "data" / "k-500").mkdir(parents=True)
+    (tmp_path / "data" / "k-500" / "k-500.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n")
+    with pytest.raises(ConfigError) as error:
+        run_experiment(parse_experiment(spec, "k.yaml"), out=str(tmp_path / "out"))
+    assert str(error.value) == (
+        f"k-2k is not in {tmp_path / 'data'}: convert the raw dump first: python -m recbole_mamba.atomics kuairand "
+        f"log_*.csv --max-len 2003 --name k-2k --output-dir {tmp_path / 'data'}")
+    assert not (tmp_path / "out").exists()
