@@ -18,12 +18,21 @@ GPU machine with its own Python that cannot install this project's pinned stack.
    item embedding + mixer + dot-product head after 5 Adam steps on batches of uneven lengths,
    each rank's loss weighted by its share of the positions (``global_mean``): max |dtheta|.
 
-Prints one line per measurement; exits 1 if an equality check fails.
-``python benchmarks/gpu_check.py [--lengths 1000,2000,5000] [--batch 64] [--ddp]``
+5. With ``--devices`` (needs RecBole and the plugin installed): the GPU a run takes, by the UUID
+   of the device its config resolves, in child processes: ``CUDA_VISIBLE_DEVICES`` unset (GPU 0,
+   left unset), set by a launcher to the last GPU (that GPU, kept), ``gpu_id`` given (RecBole's
+   meaning), ``use_gpu False`` (the CPU), and Ray tasks given one GPU each (each on the GPU Ray
+   assigned it, no two on one).
+
+Prints one line per measurement; exits 1 if an equality or device check fails.
+``python benchmarks/gpu_check.py [--lengths 1000,2000,5000] [--batch 64] [--ddp] [--devices]``
 """
 
 import argparse
+import json
 import math
+import os
+import subprocess
 import sys
 import time
 
@@ -254,11 +263,72 @@ def ddp(steps=5):
     return ok
 
 
+DEVICE_CHILD = """
+import json, os, sys, torch
+from recbole_mamba.config import RecboleMambaConfig
+config = RecboleMambaConfig("MambaRec", "ml-100k", config_dict=json.loads(sys.argv[1]))
+device = config["device"]
+torch.zeros(1, device=device)
+uuid = str(torch.cuda.get_device_properties(device).uuid) if device.type == "cuda" else "cpu"
+print(json.dumps({"uuid": uuid, "visible": os.environ.get("CUDA_VISIBLE_DEVICES")}))
+"""
+
+
+def device_run(given, visible):
+    """{uuid, visible} of a config made in a child with ``CUDA_VISIBLE_DEVICES`` = ``visible``
+    (None: unset) and ``given`` RecBole keys: the device the run trains on, and the variable after."""
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env.update({} if visible is None else {"CUDA_VISIBLE_DEVICES": visible})
+    out = subprocess.run([sys.executable, "-c", DEVICE_CHILD, json.dumps(given)], env=env, capture_output=True,
+                         text=True, timeout=300, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _ray_device_run(given):
+    return device_run(given, os.environ.get("CUDA_VISIBLE_DEVICES"))  # as Ray set it for this task
+
+
+def devices():
+    """The GPU each way of choosing one gives a run (5. above); True when every one is right."""
+    physical = json.loads(subprocess.run(
+        [sys.executable, "-c", "import json, torch; print(json.dumps([str(torch.cuda.get_device_properties(i).uuid)"
+         " for i in range(torch.cuda.device_count())]))"],
+        env={k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}, capture_output=True, text=True,
+        timeout=120, check=True).stdout)
+    last = str(len(physical) - 1)
+    cases = [("CUDA_VISIBLE_DEVICES unset", {}, None, physical[0], None),
+             (f"CUDA_VISIBLE_DEVICES={last} (a launcher's)", {}, last, physical[-1], last),
+             (f"gpu_id {last} given", {"gpu_id": last}, None, physical[-1], last),
+             (f"use_gpu False, CUDA_VISIBLE_DEVICES={last}", {"use_gpu": False}, last, "cpu", last)]
+    ok = True
+    for name, given, visible, want, want_visible in cases:
+        got = device_run(given, visible)
+        right = got == {"uuid": want, "visible": want_visible}
+        ok &= right
+        print(f"devices: {name}: trains on {'GPU ' + str(physical.index(got['uuid'])) if got['uuid'] in physical else got['uuid']}, "
+              f"CUDA_VISIBLE_DEVICES after {got['visible']!r} {'ok' if right else 'FAILED'}")
+    import ray
+
+    ray.init(num_cpus=len(physical), num_gpus=len(physical), include_dashboard=False)
+    try:
+        runs = ray.get([ray.remote(num_gpus=1)(_ray_device_run).remote({}) for _ in physical])
+    finally:
+        ray.shutdown()
+    right = (sorted(run["uuid"] for run in runs) == sorted(physical)
+             and all(run["uuid"] == physical[int(run["visible"])] for run in runs))
+    ok &= right
+    print(f"devices: {len(runs)} Ray tasks of 1 GPU each train on GPUs "
+          f"{sorted(physical.index(run['uuid']) if run['uuid'] in physical else run['uuid'] for run in runs)} "
+          f"{'ok' if right else 'FAILED'}")
+    return ok
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", default="1000,2000,5000")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--ddp", action="store_true", help="only the 2-GPU DDP check (4.)")
+    parser.add_argument("--devices", action="store_true", help="only the GPU each run takes (5.; needs RecBole)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check")
@@ -266,6 +336,8 @@ def main(argv=None):
     print(torch.cuda.get_device_name(), "torch", torch.__version__, time.strftime("%Y-%m-%d"))
     if args.ddp:
         return 0 if ddp() else 1
+    if args.devices:
+        return 0 if devices() else 1
     backends = [b for b in ("triton", "cuda") if available(b)] + ["torch"]
     checks = [equality(b, dtype, rtol) for b in backends for dtype, rtol in ((torch.float64, 1e-8), (torch.float32, 1e-4))]
     speed(args.batch, [int(v) for v in args.lengths.split(",")], backends)

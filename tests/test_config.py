@@ -8,6 +8,7 @@ from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 
 from recbole_mamba.config import (
+    CHOICES,
     ConfigError,
     RecboleMambaConfig,
     model_config_file,
@@ -106,6 +107,16 @@ def test_values_are_checked_against_their_defaults_type(args, message, tiny_data
     with pytest.raises(ConfigError) as error:
         RecboleMambaConfig("MambaRec", "ml-tiny", config_dict={"data_path": tiny_data_path}, cmd_args=args)
     assert str(error.value) == message
+
+
+def test_every_checked_choice_is_refused_naming_its_values_and_listed_in_the_usage_page(tiny_data_path):
+    usage = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text()
+    for key, choices in CHOICES.items():
+        assert f"`{key}`" in usage.split("Datasets other than the embedded")[0], key
+        with pytest.raises(ConfigError) as error:
+            RecboleMambaConfig("MambaRec", "ml-tiny", config_dict={"data_path": tiny_data_path},
+                               cmd_args=[f"--{key}=nonsense"])
+        assert str(error.value) == f"{key} must be one of {', '.join(choices)}; got 'nonsense'"
 
 
 def test_values_of_the_right_type_pass(tiny_data_path):

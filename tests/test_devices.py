@@ -52,3 +52,16 @@ def test_use_gpu_false_trains_on_the_cpu(gpus, tiny_data_path, monkeypatch):
     made = config(tiny_data_path, use_gpu=False)
     assert made["device"] == torch.device("cpu")
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+def test_the_gpu_checks_device_runs_report_the_device_and_the_variable_after():
+    """benchmarks/gpu_check.py --devices on a GPU box reads each run's device this way; here, on
+    the CPU, the child must run and report what it trained on and the variable it left."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    assert gpu_check.device_run({"use_gpu": False}, "1") == {"uuid": "cpu", "visible": "1"}
