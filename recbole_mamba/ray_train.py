@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 from recbole_mamba.distributed import DistributedContext
-from recbole_mamba.distributed.context import DEFAULT_TIMEOUT_S
 from recbole_mamba.errors import ConfigError
 from recbole_mamba.tune.cluster import start_ray
 
@@ -70,13 +69,18 @@ def _worker(spec):
 
 
 def run_on_ray(model, dataset, config_files=None, cmd_args=(), workers=2, cpus_per_worker=1, gpus_per_worker=0,
-               ray_address=None, storage=None, resume=None, timeout_s=DEFAULT_TIMEOUT_S):
+               ray_address=None, storage=None, resume=None):
     """Train on ``workers`` Ray workers (each ``cpus_per_worker`` CPUs, its threads, and
     ``gpus_per_worker`` GPUs); returns the run's summary: test and best validation metrics,
-    protocol, training, checkpoint, epochs_run, model, dataset."""
+    protocol, training, checkpoint, epochs_run, model, dataset. The run's config is made here
+    first: a bad key fails before Ray starts, and its ``dist_timeout`` is the process group's
+    (which Ray Train makes)."""
+    from recbole_mamba.config import RecboleMambaConfig
+
     if workers < 1 or cpus_per_worker < 1 or gpus_per_worker < 0:
         raise ConfigError(f"--ray_workers {workers}, --cpus_per_worker {cpus_per_worker}, --gpus_per_worker "
                           f"{gpus_per_worker}: at least one worker of at least one CPU")
+    config = RecboleMambaConfig(model, dataset, config_file_list=config_files, cmd_args=list(cmd_args))
     start_ray(ray_address)
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -87,7 +91,7 @@ def run_on_ray(model, dataset, config_files=None, cmd_args=(), workers=2, cpus_p
     resources = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
     trainer = TorchTrainer(
         _worker, train_loop_config=spec,
-        torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo", timeout_s=timeout_s),
+        torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo", timeout_s=config["dist_timeout"]),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=bool(gpus_per_worker),
                                      resources_per_worker=resources),
         run_config=RunConfig(storage_path=os.path.abspath(storage or os.path.join("saved", "ray_train"))),

@@ -174,3 +174,38 @@ def test_a_killed_torchrun_rank_ends_the_job_naming_it(runs, tmp_path):
     assert job.returncode != 0
     lines = [line for line in stderr.splitlines() if line.startswith("run_recbole_mamba.py: error:")]
     assert len(lines) == 1 and f"rank 0: rank 1 (pid {ranks['1']}) stopped running" in lines[0], stderr
+
+
+def test_ray_train_makes_its_process_group_with_the_runs_dist_timeout(tiny_data_path, monkeypatch):
+    """Ray Train makes the process group, so ``dist_timeout`` must reach Ray's TorchConfig; the
+    run's config is made before Ray starts, so a bad key costs no cluster."""
+    import json
+    from types import SimpleNamespace
+
+    import ray.train.torch
+
+    from recbole_mamba import ray_train
+    from recbole_mamba.config import ConfigError
+
+    made = []
+
+    class Trainer:
+        def __init__(self, worker, train_loop_config, torch_config, scaling_config, run_config):
+            made.append((torch_config.backend, torch_config.timeout_s, scaling_config.num_workers))
+
+        def fit(self):
+            return SimpleNamespace(metrics={"summary": json.dumps({"model": "MambaRec"})})
+
+    monkeypatch.setattr(ray.train.torch, "TorchTrainer", Trainer)
+    monkeypatch.setattr(ray_train, "start_ray", lambda address: None)
+    data = f"--data_path={tiny_data_path}"
+    assert ray_train.run_on_ray("MambaRec", "ml-tiny", cmd_args=[data, "--dist_timeout=7"]) == {"model": "MambaRec"}
+    ray_train.run_on_ray("MambaRec", "ml-tiny", cmd_args=[data], workers=3)
+    assert made == [("gloo", 7, 2), ("gloo", 1800, 3)]
+
+    def no_cluster(address):
+        raise AssertionError("Ray started for a run that cannot be configured")
+
+    monkeypatch.setattr(ray_train, "start_ray", no_cluster)
+    with pytest.raises(ConfigError, match="epochs must be an integer, got 'abc'"):
+        ray_train.run_on_ray("MambaRec", "ml-tiny", cmd_args=[data, "--epochs=abc"])
