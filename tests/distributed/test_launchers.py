@@ -173,7 +173,12 @@ def test_a_killed_torchrun_rank_ends_the_job_naming_it(runs, tmp_path):
     assert time.monotonic() - killed < 60
     assert job.returncode != 0
     lines = [line for line in stderr.splitlines() if line.startswith("run_recbole_mamba.py: error:")]
-    assert len(lines) == 1 and f"rank 0: rank 1 (pid {ranks['1']}) stopped running" in lines[0], stderr
+    # torchrun's agent may stop rank 0 (SIGTERM, its monitor polls every 0.1 s) before rank 0's next
+    # collective finds its peer gone: then torchrun's own report is the one naming rank 1 (seen in a
+    # fresh-clone CI run, 2026-12-07: rank 0 stopped 36 ms after the kill)
+    torchrun_names_it = re.search(rf"rank\s*: 1 \(local_rank: 1\)\s+exitcode\s*: -9 \(pid: {ranks['1']}\)", stderr)
+    assert (len(lines) == 1 and f"rank 0: rank 1 (pid {ranks['1']}) stopped running" in lines[0]
+            or lines == [] and torchrun_names_it), stderr
 
 
 def test_ray_train_makes_its_process_group_with_the_runs_dist_timeout(tiny_data_path, monkeypatch):
