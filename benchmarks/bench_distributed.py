@@ -60,13 +60,20 @@ def tree(pid):
     return found
 
 
-def pss(pid):
-    """Proportional set size of ``pid`` in bytes (0 once it is gone)."""
+def memory(pid):
+    """``pid``'s proportional set size (PSS: shared pages split between the processes that map
+    them) with its anonymous and file-backed parts, and its private pages, in bytes (zeros once
+    it is gone)."""
+    fields = dict.fromkeys(("Pss", "Pss_Anon", "Pss_File", "Private_Clean", "Private_Dirty"), 0)
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
-    except (OSError, StopIteration):
-        return 0
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in fields:
+                    fields[key] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return fields
 
 
 def is_rank(pid):
@@ -84,7 +91,7 @@ class Watched:
 
     def __init__(self, label, command):
         self.label, self.command = label, command
-        self.peak, self.lines = 0, []
+        self.peak, self.lines, self.at_peak = 0, [], {}
 
     def run(self, cwd):
         start = time.monotonic()
@@ -94,7 +101,10 @@ class Watched:
                                   daemon=True)
         reader.start()
         while process.poll() is None:
-            self.peak = max(self.peak, sum(pss(pid) for pid in tree(process.pid) if is_rank(pid)))
+            ranks = {pid: memory(pid) for pid in tree(process.pid) if is_rank(pid)}
+            summed = sum(fields["Pss"] for fields in ranks.values())
+            if summed > self.peak:
+                self.peak, self.at_peak = summed, ranks
             time.sleep(0.1)
         reader.join()
         self.seconds = time.monotonic() - start
@@ -144,6 +154,32 @@ raise SystemExit(ranks.finish(0))
 """
 
 
+IMPORTS = r"""
+import json
+import torch, torch.distributed
+import recbole_mamba.cli, recbole_mamba.quick_start, recbole_mamba.distributed.trainer, recbole_mamba.model
+from recbole_mamba.ops import BACKENDS
+BACKENDS["cpu"].unavailable()  # the C scan kernel, compiled or loaded as a run does
+fields = {}
+with open("/proc/self/smaps_rollup") as f:
+    for line in f:
+        key, _, value = line.partition(":")
+        fields[key] = int(value.split()[0]) * 1024 if value.strip().endswith("kB") else 0
+print(json.dumps(fields))
+"""
+MODEL_BYTES = 20  # a parameter: float32 weight, gradient, Adam's two moments, DDP's gradient bucket
+
+
+def import_memory():
+    """The memory of a process that has imported what a rank imports and done nothing else:
+    smaps_rollup's fields in bytes (anonymous pages are its own; its libraries' file pages are
+    shared with every other process that maps them)."""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", IMPORTS], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def all_reduce_seconds(floats):
     """Median seconds of a gloo all-reduce of ``floats`` float32 between 2 forked ranks here."""
     done = subprocess.run([sys.executable, "-c", ALL_REDUCE, str(floats)], capture_output=True, text=True, check=True)
@@ -182,13 +218,27 @@ def main():
         print(f"{label:<32} epoch {sum(epochs) / len(epochs):7.1f} s   peak summed PSS {run.peak / MIB:7.0f} MiB   "
               f"whole command {run.seconds:6.1f} s")
     one = runs[0]
+    parameters = one.parameters()
+    imports = import_memory()
+    fixed = imports["Pss_Anon"] + MODEL_BYTES * parameters
+    print(f"one rank's fixed cost: {fixed / MIB:.0f} MiB = interpreter and imports {imports['Pss_Anon'] / MIB:.0f} MiB "
+          f"(the anonymous pages of a process that imported what a rank imports; its libraries' "
+          f"{imports['Pss_File'] / MIB:.0f} MiB of file pages are shared by every rank) + model "
+          f"{MODEL_BYTES * parameters / MIB:.0f} MiB ({parameters:,} parameters x {MODEL_BYTES} B: weight, "
+          "gradient, Adam's 2 moments, DDP's bucket)")
+    for run in runs:
+        ranks = "; ".join(f"pid {pid} PSS {m['Pss'] / MIB:.0f} (anonymous {m['Pss_Anon'] / MIB:.0f}, file "
+                          f"{m['Pss_File'] / MIB:.0f}), private {(m['Private_Clean'] + m['Private_Dirty']) / MIB:.0f}"
+                          for pid, m in sorted(run.at_peak.items()))
+        print(f"  at its peak, {run.label}: {ranks} MiB")
     one_epoch = sum(one.epoch_seconds()) / len(one.epoch_seconds())
+    bound = 1.1 * (one.peak + fixed)
     for run in runs[1:]:
         epoch = sum(run.epoch_seconds()) / len(run.epoch_seconds())
         print(f"{run.label}: epoch time {epoch / one_epoch:.2f}x, summed PSS {run.peak / one.peak:.2f}x "
-              "the 1-process run")
+              f"the 1-process run; {run.peak / MIB:.0f} MiB against the target (1 process + one rank's fixed cost) "
+              f"x 1.1 = {bound / MIB:.0f} MiB: {'met' if run.peak <= bound else 'NOT met'}")
 
-    parameters = one.parameters()
     seconds = all_reduce_seconds(parameters)
     print(f"gradient a step: {parameters:,} trainable parameters = {4 * parameters / MIB:.1f} MiB (dense, float32); "
           f"a gloo all-reduce of it between 2 ranks here: {seconds * 1e3:.1f} ms")

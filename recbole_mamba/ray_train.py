@@ -11,11 +11,12 @@ storage that every worker sees (rank 0 writes, every rank reads), as Ray's ``sto
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from recbole_mamba.distributed import DistributedContext
-from recbole_mamba.errors import ConfigError
+from recbole_mamba.errors import ConfigError, InputError, RankLostError
 from recbole_mamba.tune.cluster import start_ray
 
 
@@ -68,6 +69,42 @@ def _worker(spec):
         ray.train.report({"summary": summary}, checkpoint=checkpoint)  # every worker: a barrier
 
 
+def _cause(failure):
+    """The worker's own exception in a rank's failure as Ray Train reports it."""
+    for attribute in ("cause", "_base_exc", "__cause__"):
+        inner = getattr(failure, attribute, None)
+        if isinstance(inner, BaseException):
+            return _cause(inner)
+    return failure
+
+
+def _failure_line(rank, failure):
+    """One line for a rank of a failed Ray Train run: its own error's line where the run raised
+    it (a lost peer), else how its worker ended (killed: a failed health check)."""
+    cause = _cause(failure)
+    if isinstance(cause, (RankLostError, InputError)):
+        return str(cause)
+    died = getattr(failure, "health_check_failure", None)
+    if died is not None:
+        pid = re.search(r"\bpid=(\d+)", str(failure))
+        return f"rank {rank}{f' (pid {pid.group(1)})' if pid else ''}: its worker process died ({type(died).__name__})"
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return f"rank {rank}: {type(cause).__name__}: {lines[-1] if lines else ''}"
+
+
+def _failed(error):
+    """The one-line error of a Ray Train run whose ranks failed: an input error as it is, else a
+    :class:`RankLostError` naming each failed rank."""
+    failures = sorted(getattr(error, "worker_failures", {}).items())
+    causes = [_cause(failure) for _, failure in failures]
+    if causes and all(isinstance(cause, InputError) for cause in causes):
+        return causes[0]
+    if not failures:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return RankLostError(f"Ray Train: {type(error).__name__}: {lines[-1] if lines else ''}")
+    return RankLostError("Ray Train: " + "; ".join(_failure_line(rank, failure) for rank, failure in failures))
+
+
 def run_on_ray(model, dataset, config_files=None, cmd_args=(), workers=2, cpus_per_worker=1, gpus_per_worker=0,
                ray_address=None, storage=None, resume=None):
     """Train on ``workers`` Ray workers (each ``cpus_per_worker`` CPUs, its threads, and
@@ -96,4 +133,10 @@ def run_on_ray(model, dataset, config_files=None, cmd_args=(), workers=2, cpus_p
                                      resources_per_worker=resources),
         run_config=RunConfig(storage_path=os.path.abspath(storage or os.path.join("saved", "ray_train"))),
     )
-    return json.loads(trainer.fit().metrics["summary"])
+    from ray.train import TrainingFailedError
+
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as error:
+        raise _failed(error) from None
+    return json.loads(result.metrics["summary"])

@@ -10,6 +10,7 @@ died can say which one (:meth:`DistributedContext.lost_ranks`).
 
 import os
 import socket
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,6 +20,7 @@ import torch.distributed as dist
 
 from recbole_mamba.errors import ConfigError
 
+LOSS_WAIT_S = 2.0  # how long a rank whose collective failed looks for the peer that exited
 DEFAULT_TIMEOUT_S = 1800  # dist_timeout: a collective that waits longer (a rank alive but stuck) fails
 
 
@@ -148,9 +150,15 @@ class DistributedContext:
         return [rank for rank, (peer_host, pid) in enumerate(self.peers)
                 if peer_host == host and rank != self.rank and not _running(pid)]
 
-    def describe_loss(self, error):
-        """One line for a collective that failed with ``error``: which rank stopped, if known."""
+    def describe_loss(self, error, wait_s=LOSS_WAIT_S):
+        """One line for a collective that failed with ``error``: which rank stopped, if known. A
+        killed process's sockets close before it shows as exited, so a rank that sees its peer's
+        socket close looks again for up to ``wait_s`` seconds."""
+        deadline = time.monotonic() + wait_s
         lost = self.lost_ranks()
+        while not lost and time.monotonic() < deadline:
+            time.sleep(0.05)
+            lost = self.lost_ranks()
         if lost:
             who = ", ".join(f"rank {r} (pid {self.peers[r][1]})" for r in lost)
             what = f"{who} stopped running"

@@ -214,3 +214,47 @@ def test_ray_train_makes_its_process_group_with_the_runs_dist_timeout(tiny_data_
     monkeypatch.setattr(ray_train, "start_ray", no_cluster)
     with pytest.raises(ConfigError, match="epochs must be an integer, got 'abc'"):
         ray_train.run_on_ray("MambaRec", "ml-tiny", cmd_args=[data, "--epochs=abc"])
+
+
+def test_a_killed_ray_train_worker_ends_the_job_in_one_line_naming_it(runs, tmp_path):
+    """Ray Train: SIGKILL one worker mid-run (after its first resume state); the job exits 1
+    within 60 s with one line naming the rank whose worker died, no traceback, and no file half
+    written."""
+    args = [arg for arg in runs[0] if not arg.startswith("--epochs=")] + ["--epochs=400", "--ray_workers=2"]
+    job = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    saved = tmp_path / "saved"
+    deadline = time.monotonic() + 180
+    while not list(saved.glob("*-last.pth")):
+        assert job.poll() is None and time.monotonic() < deadline, job.communicate()
+        time.sleep(0.05)
+    workers = [int(line.split()[0]) for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True,
+                                                                text=True, timeout=30).stdout.splitlines()
+               if line.split()[1:2] == ["ray::RayTrainWorker"]]
+    assert len(workers) == 2
+    os.kill(workers[1], signal.SIGKILL)
+    killed = time.monotonic()
+    try:
+        _, stderr = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert time.monotonic() - killed < 60 and job.returncode == 1
+    lines = [line for line in stderr.splitlines() if line.startswith("run_recbole_mamba.py: error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert re.search(rf"rank [01] \(pid {workers[1]}\): its worker process died \(ActorDiedError\)", lines[0]), lines
+    assert [path.name for path in saved.iterdir() if ".tmp" in path.name or path.name.startswith(".")] == []
+
+
+def test_a_failed_ray_train_run_is_one_line_of_its_ranks_errors():
+    from ray.train import WorkerGroupError
+
+    from recbole_mamba.errors import InputError, RankLostError
+    from recbole_mamba.ray_train import _failed
+
+    bad = InputError("dataset_atomics/x/x.inter: line 3, field 'timestamp': 'abc' is not a float")
+    assert _failed(WorkerGroupError("...", {0: bad, 1: InputError("the same")})) is bad
+    lost = _failed(WorkerGroupError("...", {1: ValueError("Traceback ...\n  File x\nValueError: shapes differ"),
+                                            0: RankLostError("rank 0: rank 1 (pid 7) stopped running")}))
+    assert isinstance(lost, RankLostError) and str(lost) == (
+        "Ray Train: rank 0: rank 1 (pid 7) stopped running; rank 1: ValueError: ValueError: shapes differ")
