@@ -44,8 +44,10 @@ from recbole_mamba.train_modes import (
 
 EMBEDDED_DATASET = "ml-100k"  # ships inside the recbole wheel (recbole/dataset_example/ml-100k)
 ITEM_TABLE_UPDATES = ("dense", "sparse")  # Adam on every item row each step, or on the rows a batch reads
+ITEM_TABLE_OPTIMIZERS = ("adam", "rowwise_adagrad")  # with sparse updates: trainer/optimizers.py
 CHOICES = {"mamba_backend": BACKEND_NAMES, "train_mode": (AUTO, *TRAIN_MODES), "train_windows": TRAIN_WINDOWS,
            "train_batch_order": TRAIN_BATCH_ORDERS, "item_table_updates": ITEM_TABLE_UPDATES,
+           "item_table_optimizer": ITEM_TABLE_OPTIMIZERS,
            "train_negatives_distribution": NEGATIVE_DISTRIBUTIONS, "interaction_store": STORE_MODES}
 
 __all__ = ["ConfigError", "RecboleMambaConfig", "model_config_file", "plugin_config_files"]
@@ -416,6 +418,14 @@ class RecboleMambaConfig(Config):
                               "uniform); popularity negatives go with SSM, which corrects for them (log-Q)")
         if self.final_config_dict.get("item_table_updates") == "sparse":
             self._check_sparse_table_updates(loss_type)
+        elif self.final_config_dict.get("item_table_optimizer", "adam") != "adam":
+            raise ConfigError(f"item_table_optimizer {self.final_config_dict['item_table_optimizer']} updates the rows "
+                              "a batch reads: it needs item_table_updates sparse (and a sampled loss: SSM, GBCE, "
+                              "BPR or BCE)")
+        table_lr = self.final_config_dict.get("item_table_learning_rate")
+        if table_lr is not None and (isinstance(table_lr, bool) or not isinstance(table_lr, (int, float))
+                                     or table_lr <= 0):
+            raise ConfigError(f"item_table_learning_rate must be a number > 0 (or ~ for learning_rate), got {table_lr!r}")
         super()._set_default_parameters()
         if all_positions:
             self.final_config_dict["MODEL_INPUT_TYPE"] = InputType.POINTWISE

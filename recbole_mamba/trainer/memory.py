@@ -278,7 +278,10 @@ class RunMemory:
         states = OPTIMIZER_STATES.get(str(config["learner"]).lower(), 2)
         self.sparse_table = config["item_table_updates"] == "sparse"
         table = model.item_embedding.weight.numel() * 4 if self.sparse_table else 0
-        self.parts = {"optimizer state": states * params}
+        if self.sparse_table and config["item_table_optimizer"] == "rowwise_adagrad":  # a float a row
+            self.parts = {"optimizer state": states * (params - table) + 4 * model.item_embedding.weight.size(0)}
+        else:
+            self.parts = {"optimizer state": states * params}
         if torch.device(device).type == "cuda":
             self.parts["parameters"] = params
         else:

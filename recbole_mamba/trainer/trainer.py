@@ -10,11 +10,12 @@ from recbole.trainer import Trainer
 from recbole.utils import get_local_time, set_color
 
 from recbole_mamba.data.candidates import CandidateEvalDataLoader
+from recbole_mamba.errors import ConfigError
 from recbole_mamba.layers.keyed_dropout import key_dropouts
 from recbole_mamba.seeds import mixed_seed
 from recbole_mamba.trainer.all_positions import scores_by_dot_product, training_loss
 from recbole_mamba.trainer.checkpoint import load_checkpoint, parameters_to_json, save_checkpoint
-from recbole_mamba.trainer.optimizers import SparseTableAdam
+from recbole_mamba.trainer.optimizers import SparseTableOptimizer
 from recbole_mamba.trainer.resume import checkpoint_of, random_state, restore_random_state, resume_file_of
 from recbole_mamba.trainer.ranking import RankingCollector, candidate_topk, chunked_topk
 
@@ -66,12 +67,15 @@ class SafeCheckpointTrainer(Trainer):
 
     def _build_optimizer(self, **kwargs):
         """RecBole's optimizer, or with ``item_table_updates: sparse`` Adam whose item-table
-        updates touch only the rows each batch reads (:mod:`recbole_mamba.trainer.optimizers`)."""
+        updates (``item_table_optimizer``: lazy Adam or row-wise Adagrad) touch only the rows each
+        batch reads (:mod:`recbole_mamba.trainer.optimizers`)."""
         if self.config["item_table_updates"] != "sparse":
             return super()._build_optimizer(**kwargs)
         table = self.model.item_embedding.weight
         others = [p for p in self.model.parameters() if p.requires_grad and p is not table]
-        return SparseTableAdam(table, others, lr=self.learning_rate)
+        return SparseTableOptimizer(table, others, lr=self.learning_rate,
+                                    table_optimizer=self.config["item_table_optimizer"] or "adam",
+                                    table_lr=self.config["item_table_learning_rate"])
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """RecBole's fit, with early stopping patient for at least ``min_patience_steps`` optimizer
@@ -150,7 +154,7 @@ class SafeCheckpointTrainer(Trainer):
         for evaluation in self.evaluations:
             evaluation["epoch"] = int(evaluation["epoch"])
         self._load_model_weights(state)
-        self.optimizer.load_state_dict(state["optimizer"])
+        self._load_optimizer_state(resume_file, state["optimizer"])
         self._resumed = state
         self.logger.info(set_color("resumed", "blue") + f": after epoch {state['epoch']} of {self.saved_model_file}")
 
@@ -336,8 +340,24 @@ class SafeCheckpointTrainer(Trainer):
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
         self._load_model_weights(checkpoint)
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self._load_optimizer_state(resume_file, checkpoint["optimizer"])
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def _load_optimizer_state(self, resume_file, state):
+        """The optimizer's ``state`` from ``resume_file``; one saved by another item-table optimizer
+        (dense Adam, lazy Adam, row-wise Adagrad) cannot continue this one: refused naming the keys
+        that would."""
+        def keys(updates, optimizer):
+            return f"item_table_updates {updates}" + (f", item_table_optimizer {optimizer}" if updates == "sparse" else "")
+
+        saved = ("sparse", state.get("table_optimizer", "adam")) if "sparse" in state else ("dense", None)
+        sparse = self.config["item_table_updates"] == "sparse"
+        wanted = ("sparse", self.config["item_table_optimizer"] or "adam") if sparse else ("dense", None)
+        if saved != wanted:
+            raise ConfigError(f"{resume_file} was trained with {keys(*saved)}, not {keys(*wanted)}: resume it with "
+                              f"the optimizer its state is for (--item_table_updates={saved[0]}"
+                              + (f" --item_table_optimizer={saved[1]}" if saved[1] else "") + ")")
+        self.optimizer.load_state_dict(state)
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         """RecBole's evaluate, loading weights-only checkpoints; models with ``diagnostics()``

@@ -29,6 +29,10 @@ CASES = {  # every source of randomness an epoch draws from
         "MambaRec", {"train_mode": "all_positions", "loss_type": "SSM", "train_negatives": 8,
                      "train_negatives_distribution": "popularity", "item_table_updates": "sparse",
                      "dropout_prob": 0.3, "train_batch_tokens": 400}),
+    "MambaRec, all positions, uniform SSM, row-wise Adagrad item table": (
+        "MambaRec", {"train_mode": "all_positions", "loss_type": "SSM", "train_negatives": 8,
+                     "item_table_updates": "sparse", "item_table_optimizer": "rowwise_adagrad",
+                     "item_table_learning_rate": 0.05, "dropout_prob": 0.3, "train_batch_tokens": 400}),
     "SASRec, prefix rows, RecBole's shuffling and BPR sampler, uni20 validation": (
         "SASRec", {"train_mode": "prefix", "loss_type": "BPR", "train_batch_size": 64,
                    "eval_args": {"mode": {"valid": "uni20", "test": "full"}}}),
