@@ -371,6 +371,7 @@ def _run(config, launcher, context, saved, epoch_callback, state, resume_file):
     except BaseException as stopped:  # Ctrl-C, a lost rank: where the last completed epoch's state is
         stopped.resume_file = trainer.resume_file if saved and os.path.exists(trainer.resume_file) else None
         raise
+    trainer.end_training()
     start = time.perf_counter()
     test_result = trainer.evaluate(
         test_data, load_best_model=saved, show_progress=config["show_progress"]

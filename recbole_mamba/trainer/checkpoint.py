@@ -7,7 +7,9 @@ JSON string of the parameters it was built from, which rebuild it
 crash never leaves a half-written checkpoint.
 """
 
+import ctypes
 import json
+import mmap
 import pickle
 
 import torch
@@ -67,6 +69,41 @@ def save_checkpoint(path, **state):
     """Write ``state`` (tensors, state_dicts, numbers, strings) atomically to ``path``."""
     with atomic_open(path, "wb") as f:
         torch.save({"format": FORMAT, **state}, f)
+
+
+RELEASE_CHUNK_BYTES = 64 << 20  # copied from a mapped checkpoint, then dropped from this process
+_MADV_DONTNEED = 4  # Linux
+
+
+def _drop_pages(address, length):
+    """Drop the pages of ``[address, address + length)`` that lie wholly in it from this process's
+    resident memory (``madvise(MADV_DONTNEED)``): for a file mapping, they are read again from the
+    file if touched. False where the platform has no ``madvise``."""
+    start = -(-address // mmap.PAGESIZE) * mmap.PAGESIZE
+    end = (address + length) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end <= start:
+        return True
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def copy_from_mapped(destination, source):
+    """``destination.copy_(source)`` where ``source`` is a CPU tensor memory-mapped from a
+    checkpoint (:func:`load_checkpoint`), in chunks of rows whose source pages are dropped from
+    this process once copied: the file's copy of a 10^7-row item table never counts in the
+    resident memory beside the model's own (the test loading the best weights). Only for tensors
+    that a file maps: an anonymous source would read back as zeros."""
+    if source.device.type != "cpu" or not source.is_contiguous() or source.dim() == 0:
+        destination.copy_(source)
+        return
+    rows = max(1, RELEASE_CHUNK_BYTES // max(1, source[0].numel() * source.element_size()))
+    for first in range(0, source.size(0), rows):
+        chunk = source[first:first + rows]
+        destination[first:first + rows].copy_(chunk)
+        _drop_pages(chunk.data_ptr(), chunk.numel() * chunk.element_size())
 
 
 def load_checkpoint(path, map_location="cpu"):

@@ -31,6 +31,7 @@ from torch.utils._pytree import tree_flatten
 
 from recbole_mamba.errors import ConfigError
 from recbole_mamba.train_modes import ALL_POSITIONS
+from recbole_mamba.trainer.checkpoint import RELEASE_CHUNK_BYTES
 
 GIB = 1 << 30
 # Resident memory per byte of tensors in a training step or an evaluation batch (the allocator's
@@ -291,9 +292,10 @@ class RunMemory:
         self.parts["evaluation batch"] = self.eval_bytes(config["eval_batch_size"])
         # the optimizer's update: the gradients, and Adam's temporaries (measured: 2 x the parameters)
         self.parts["optimizer update"] = (1 + states) * (params - table)  # sparse: the table's rows read only
-        # the test loads the best checkpoint's weights beside the model's (on a CPU, mapped from its file)
-        self.parts["best weights, loaded for the test"] = params
+        # the test loads the best checkpoint's weights beside the model's; on a CPU, copied from
+        # the file's mapping a chunk at a time (trainer/checkpoint.py: copy_from_mapped)
         self.on_cpu = torch.device(device).type == "cpu"
+        self.parts["best weights, loaded for the test"] = min(params, RELEASE_CHUNK_BYTES) if self.on_cpu else params
         self.per_tensor_byte = RESIDENT_PER_TENSOR_BYTE if self.on_cpu else 1.0
         self.steps = ("training step", "optimizer update", "evaluation batch")
 

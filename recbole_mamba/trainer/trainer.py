@@ -6,6 +6,7 @@ import os
 import time
 import uuid
 
+import torch
 from recbole.trainer import Trainer
 from recbole.utils import get_local_time, set_color
 
@@ -14,7 +15,13 @@ from recbole_mamba.errors import ConfigError
 from recbole_mamba.layers.keyed_dropout import key_dropouts
 from recbole_mamba.seeds import mixed_seed
 from recbole_mamba.trainer.all_positions import scores_by_dot_product, training_loss
-from recbole_mamba.trainer.checkpoint import load_checkpoint, parameters_to_json, save_checkpoint
+from recbole_mamba.trainer.checkpoint import (
+    RELEASE_CHUNK_BYTES,
+    copy_from_mapped,
+    load_checkpoint,
+    parameters_to_json,
+    save_checkpoint,
+)
 from recbole_mamba.trainer.optimizers import SparseTableOptimizer
 from recbole_mamba.trainer.resume import checkpoint_of, random_state, restore_random_state, resume_file_of
 from recbole_mamba.trainer.ranking import RankingCollector, candidate_topk, chunked_topk
@@ -321,11 +328,29 @@ class SafeCheckpointTrainer(Trainer):
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
 
     def load_weights(self, checkpoint):
-        """Load the model weights of a checkpoint: a file (read weights-only) or one already loaded
-        with :func:`~recbole_mamba.trainer.checkpoint.load_checkpoint`."""
+        """Load the model weights of a checkpoint: a file (read weights-only; on a CPU its large
+        tensors copied from the file's mapping a chunk at a time, so that its weights are never
+        held twice: :func:`~recbole_mamba.trainer.checkpoint.copy_from_mapped`) or one already
+        loaded with :func:`~recbole_mamba.trainer.checkpoint.load_checkpoint`."""
         if not isinstance(checkpoint, dict):
             checkpoint = load_checkpoint(checkpoint, map_location=self.device)
+            if torch.device(self.device).type == "cpu":
+                weights = checkpoint["state_dict"]
+                own = self.model.state_dict()
+                with torch.no_grad():
+                    for key, value in weights.items():
+                        mine = own.get(key)
+                        if (mine is not None and mine.shape == value.shape and mine.dtype == value.dtype
+                                and value.numel() * value.element_size() >= RELEASE_CHUNK_BYTES):
+                            copy_from_mapped(mine, value)
+                            weights[key] = mine  # loading it again copies nothing
         self._load_model_weights(checkpoint)
+
+    def end_training(self):
+        """Training is over: the optimizer and its state (Adam's: twice the item table) and the
+        gradients are dropped, before the test loads the best weights."""
+        self.optimizer = None
+        self.model.zero_grad(set_to_none=True)
 
     def resume_checkpoint(self, resume_file):
         resume_file = str(resume_file)
