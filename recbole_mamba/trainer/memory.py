@@ -279,10 +279,16 @@ class RunMemory:
         states = OPTIMIZER_STATES.get(str(config["learner"]).lower(), 2)
         self.sparse_table = config["item_table_updates"] == "sparse"
         table = model.item_embedding.weight.numel() * 4 if self.sparse_table else 0
-        if self.sparse_table and config["item_table_optimizer"] == "rowwise_adagrad":  # a float a row
+        rowwise = self.sparse_table and config["item_table_optimizer"] == "rowwise_adagrad"
+        if rowwise:  # a float a row
             self.parts = {"optimizer state": states * (params - table) + 4 * model.item_embedding.weight.size(0)}
         else:
             self.parts = {"optimizer state": states * params}
+        # what the item table's Adam would give back under sparse row-wise Adagrad: its state, and
+        # with dense updates the table's update (gradient and Adam's temporaries)
+        table_bytes = model.item_embedding.weight.numel() * 4 if self.dot_product else 0
+        self.table_adam_bytes = 0 if rowwise else states * table_bytes
+        self.rowwise_saving = self.table_adam_bytes + (0 if self.sparse_table else (1 + states) * table_bytes)
         if torch.device(device).type == "cuda":
             self.parts["parameters"] = params
         else:
@@ -378,6 +384,10 @@ class RunMemory:
             rows = max((r for r in (2 ** i for i in range(20)) if self.eval_bytes(r) <= room), default=0)
             if rows:
                 fixes.append(f"--eval_batch_size={rows}")
+        if self.rowwise_saving > 0.25 * self.peak and self.config["loss_type"] != "CE":
+            fixes.append(("" if self.sparse_table else "--item_table_updates=sparse ")
+                         + "--item_table_optimizer=rowwise_adagrad (one float of state an item row: "
+                         f"{format_bytes(self.rowwise_saving)} less)")
         if free <= 0 or not fixes:
             fixes.append("fewer items (--min-item-count when converting), a smaller hidden_size or a shorter "
                          "MAX_ITEM_LIST_LENGTH")

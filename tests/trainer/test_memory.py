@@ -145,3 +145,33 @@ def test_on_a_cpu_evaluation_comes_on_top_of_training_and_on_a_gpu_takes_turns(t
     estimate.on_cpu, estimate.per_tensor_byte = False, 1.0  # as on a GPU
     assert estimate.peak == pytest.approx(estimate._held + max(parts["training step"], parts["optimizer update"],
                                                                parts["evaluation batch"]))
+
+
+def with_catalogue(config, model, items):
+    """``model`` with an item table of ``items`` rows (the tiny data has 1,600)."""
+    model.item_embedding = torch.nn.Embedding(items, model.item_embedding.weight.size(1),
+                                              sparse=model.item_embedding.sparse)
+    model.n_items = items
+    return config, model
+
+
+@pytest.mark.parametrize("updates", ["sparse", "dense"])
+def test_a_refusal_names_the_rowwise_optimizer_where_the_tables_adam_state_is_large(tiny_data_path, monkeypatch,
+                                                                                      updates):
+    monkeypatch.setattr(memory, "TRAINING_RUNTIME_BYTES", 0)
+    config, model = with_catalogue(*build(tiny_data_path, "MambaRec", train_mode="all_positions", loss_type="SSM",
+                                          item_table_updates=updates, train_batch_size=1, eval_batch_size=1),
+                                   200_000)
+    estimate = RunMemory(config, model, "cpu", 0)
+    table = model.item_embedding.weight.numel() * 4
+    assert estimate.table_adam_bytes == 2 * table
+    assert estimate.rowwise_saving == (2 if updates == "sparse" else 5) * table > 0.25 * estimate.peak
+    (fix,) = [fix for fix in estimate.fixes(estimate.peak // 2) if "rowwise" in fix]
+    assert fix.startswith("--item_table_optimizer=rowwise_adagrad" if updates == "sparse"
+                          else "--item_table_updates=sparse --item_table_optimizer=rowwise_adagrad")
+    config, model = with_catalogue(*build(tiny_data_path, "MambaRec", train_mode="all_positions", loss_type="SSM",
+                                          item_table_updates="sparse", item_table_optimizer="rowwise_adagrad",
+                                          train_batch_size=1, eval_batch_size=1), 200_000)
+    rowwise = RunMemory(config, model, "cpu", 0)
+    assert rowwise.rowwise_saving == 0 and not any("rowwise" in fix for fix in rowwise.fixes(rowwise.peak // 2))
+    assert estimate.parts["optimizer state"] - rowwise.parts["optimizer state"] == 2 * table - 4 * 200_000
