@@ -265,7 +265,7 @@ def main():
     parser.add_argument("--work", default="/tmp/bench_scale")
     args = parser.parse_args()
     for key, value in PRESETS.get(args.preset, {}).items():
-        setattr(args, key, value)
+        setattr(args, key, value + args.extra if key == "extra" else value)  # --extra adds to the preset's
     warnings.filterwarnings("ignore")  # RecBole's pandas warnings, when the memory model loads a dataset here
     work = Path(args.work)
     (work / "atomics").mkdir(parents=True, exist_ok=True)
