@@ -12,7 +12,7 @@ run's own estimate of its peak memory (logged before training) is printed beside
 peak. Then the growth between sizes (the target: 4x users costs at most 4.4x time and memory).
 
 The converter writes the interaction store, which the runs read (``interaction_store: auto``;
-``--extra --interaction_store=off`` loads the atomic files instead); the time to open it and build
+``--extra=--interaction_store=off`` loads the atomic files instead); the time to open it and build
 the dataset on it in a fresh process is printed after each conversion, and the growth of peak RSS
 per added interaction between sizes (the target: at most 24 bytes).
 
@@ -261,7 +261,8 @@ def main():
     parser.add_argument("--length", type=int, default=2000, help="MAX_ITEM_LIST_LENGTH (converted at +3)")
     parser.add_argument("--models", nargs="+", default=["MambaRec", "SASRec"])
     parser.add_argument("--modes", nargs="+", default=["full", "uni100"])
-    parser.add_argument("--extra", nargs="*", default=[], help="more --key=value for every run")
+    parser.add_argument("--extra", nargs="*", action="extend", default=[],
+                        help="more --key=value for every run, each as --extra=--key=value")
     parser.add_argument("--work", default="/tmp/bench_scale")
     args = parser.parse_args()
     for key, value in PRESETS.get(args.preset, {}).items():

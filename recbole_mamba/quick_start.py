@@ -160,6 +160,21 @@ def check_exact_softmax_cost(config, model, train_dataset, logger):
                         f"{sampled}, --loss_type=CE runs it as asked")
 
 
+DENSE_TABLE_NOTICE_ITEMS = 1_000_000  # from here dense Adam's full-table update is most of a CPU step
+
+
+def warn_dense_table(logger, config, model):
+    """One line where a sampled loss trains with dense item-table updates over 10^6 items or
+    more: Adam reads and writes every row at every step, though the loss reads a few."""
+    if (config["item_table_updates"] != "dense" or config["loss_type"] == "CE" or model.n_items is None
+            or not scores_by_dot_product(type(model)) or model.n_items < DENSE_TABLE_NOTICE_ITEMS):
+        return
+    touched = 4 * model.item_embedding.weight.numel() * 4  # weight, gradient, Adam's two moments
+    logger.warning(f"item_table_updates dense: Adam reads and writes all {model.n_items:,} item rows at every step "
+                   f"({touched / 1e9:.1f} GB of weights, gradients and moments a step) while loss_type "
+                   f"{config['loss_type']} reads a batch's rows; --item_table_updates=sparse updates those only")
+
+
 def host_memory_parts(data, item_tokens):
     """What the run will bring into this process's resident memory that is not there when its
     memory is estimated: the interaction store's pages, which training reads (memory-mapped), and
@@ -218,6 +233,7 @@ def _build_model(config, loaders, logger):
     logger.info(recommender)
     warn_untrained_positions(logger, config, recommender, train_data._dataset, valid_data._dataset,
                              test_data._dataset)
+    warn_dense_table(logger, config, recommender)
     return recommender
 
 

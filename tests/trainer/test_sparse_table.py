@@ -170,3 +170,20 @@ def test_a_state_resumed_with_another_item_table_optimizer_is_refused(tiny_data_
             "epochs": 2, "show_progress": False, **saved}, epoch_callback=interrupt)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run(None, None, resume="saved", config_dict=resumed)
+
+
+@pytest.mark.parametrize("updates, loss_type, warned", [("dense", "SSM", True), ("sparse", "SSM", False),
+                                                        ("dense", "CE", False)])
+def test_dense_table_updates_of_a_large_catalogue_are_said_in_one_line(tiny_data_path, monkeypatch, updates,
+                                                                        loss_type, warned):
+    from recbole_mamba import quick_start
+
+    monkeypatch.setattr(quick_start, "DENSE_TABLE_NOTICE_ITEMS", 1000)  # the tiny data's 1,600 items as many
+    config, model, _ = build(tiny_data_path, "MambaRec", updates, loss_type=loss_type)
+    lines = []
+    quick_start.warn_dense_table(type("Log", (), {"warning": staticmethod(lines.append)}), config, model)
+    rows = model.item_embedding.weight
+    assert lines == ([f"item_table_updates dense: Adam reads and writes all {model.n_items:,} item rows at every "
+                      f"step ({16 * rows.numel() / 1e9:.1f} GB of weights, gradients and moments a step) while "
+                      "loss_type SSM reads a batch's rows; --item_table_updates=sparse updates those only"]
+                     if warned else [])
