@@ -22,37 +22,46 @@ import math
 import torch
 
 
-class LazyAdam(torch.optim.Optimizer):
+class SparseRowOptimizer(torch.optim.Optimizer):
+    """An optimizer of sparse row gradients: each step, every parameter's gradient coalesced (a
+    row read twice is one row of summed gradient) and handed to :meth:`update` with the rows it
+    touched (rows,) and their gradients (rows, d)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    grad = param.grad.coalesce()
+                    self.update(param, self.state[param], group, grad.indices()[0], grad.values())
+
+    def update(self, param, state, group, rows, values):
+        raise NotImplementedError
+
+
+class LazyAdam(SparseRowOptimizer):
     """Adam (``torch.optim.Adam``'s formula, no weight decay) on the rows of sparse gradients only;
     the step count, and so the bias correction, is the parameter's, as dense Adam's."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad.coalesce()
-                state = self.state[param]
-                if not state:
-                    state["step"] = torch.tensor(0.0)
-                    state["exp_avg"] = torch.zeros_like(param)
-                    state["exp_avg_sq"] = torch.zeros_like(param)
-                state["step"] += 1
-                step = state["step"].item()
-                rows, values = grad.indices()[0], grad.values()
-                exp_avg = state["exp_avg"][rows].lerp_(values, 1 - beta1)
-                exp_avg_sq = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(values, values, value=1 - beta2)
-                state["exp_avg"][rows], state["exp_avg_sq"][rows] = exp_avg, exp_avg_sq
-                denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2 ** step)).add_(group["eps"])
-                param[rows] = param[rows].addcdiv_(exp_avg, denom, value=-group["lr"] / (1 - beta1 ** step))
+    def update(self, param, state, group, rows, values):
+        beta1, beta2 = group["betas"]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            state["exp_avg"] = torch.zeros_like(param)
+            state["exp_avg_sq"] = torch.zeros_like(param)
+        state["step"] += 1
+        step = state["step"].item()
+        exp_avg = state["exp_avg"][rows].lerp_(values, 1 - beta1)
+        exp_avg_sq = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(values, values, value=1 - beta2)
+        state["exp_avg"][rows], state["exp_avg_sq"][rows] = exp_avg, exp_avg_sq
+        denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2 ** step)).add_(group["eps"])
+        param[rows] = param[rows].addcdiv_(exp_avg, denom, value=-group["lr"] / (1 - beta1 ** step))
 
 
-class RowwiseAdagrad(torch.optim.Optimizer):
+class RowwiseAdagrad(SparseRowOptimizer):
     """FBGEMM's exact row-wise Adagrad on the rows of sparse gradients, one float of state a row
     (``sum``, shape (rows,)): for each row r the batch touched, with g its summed gradient (d,),
     ``sum[r] += mean(g ** 2)``, then ``row -= lr * g / (sqrt(sum[r]) + eps)``."""
@@ -60,20 +69,12 @@ class RowwiseAdagrad(torch.optim.Optimizer):
     def __init__(self, params, lr=1e-2, eps=1e-8):
         super().__init__(params, {"lr": lr, "eps": eps})
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad.coalesce()
-                state = self.state[param]
-                if not state:
-                    state["sum"] = torch.zeros(param.size(0), dtype=param.dtype, device=param.device)
-                rows, values = grad.indices()[0], grad.values()
-                total = state["sum"][rows] + values.pow(2).mean(1)
-                state["sum"][rows] = total
-                param[rows] = param[rows] - values * (group["lr"] / (total.sqrt() + group["eps"])).unsqueeze(1)
+    def update(self, param, state, group, rows, values):
+        if not state:
+            state["sum"] = torch.zeros(param.size(0), dtype=param.dtype, device=param.device)
+        total = state["sum"][rows] + values.pow(2).mean(1)
+        state["sum"][rows] = total
+        param[rows] = param[rows] - values * (group["lr"] / (total.sqrt() + group["eps"])).unsqueeze(1)
 
 
 TABLE_OPTIMIZERS = {"adam": LazyAdam, "rowwise_adagrad": RowwiseAdagrad}
