@@ -105,3 +105,33 @@ def test_refuses_pickled_checkpoints(tmp_path):
     torch.save({"config": argparse.Namespace(model="SASRec"), "state_dict": {}}, path)
     with pytest.raises(CheckpointError, match="refusing to load"):
         load_checkpoint(path)
+
+
+def test_recboles_flops_count_profiles_a_copy_sharing_the_parameters(tiny_data_path):
+    """get_flops deep-copies the model: within parameters_shared_on_copy the copy's parameters
+    are the model's (no second item table), and the count is RecBole's own."""
+    import copy
+
+    from recbole.data import data_preparation
+    from recbole.utils import get_flops
+
+    from recbole_mamba.config import RecboleMambaConfig
+    from recbole_mamba.data import create_dataset
+    from recbole.data.transform import construct_transform
+    from recbole_mamba.quick_start import parameters_shared_on_copy
+    from recbole_mamba.trainer.all_positions import build_model
+    from tests.conftest import TINY_CONFIG
+
+    config = RecboleMambaConfig("MambaRec", "ml-tiny", config_dict={**TINY_CONFIG, "data_path": tiny_data_path})
+    data = create_dataset(config)
+    train, _, _ = data_preparation(config, data)
+    model = build_model(config.model_class, config, train._dataset)
+    plain = get_flops(model, data, config["device"], None, construct_transform(config))
+    with parameters_shared_on_copy(model):
+        copied = copy.deepcopy(model)
+        shared = get_flops(model, data, config["device"], None, construct_transform(config))
+    assert copied is not model and copied.item_embedding is not model.item_embedding
+    assert all(a is b for a, b in zip(copied.parameters(), model.parameters(), strict=True))
+    assert shared == plain > 0
+    assert "__deepcopy__" not in vars(model)
+    assert copy.deepcopy(model).item_embedding.weight is not model.item_embedding.weight  # as before, after it
