@@ -18,13 +18,15 @@ from recbole_mamba.atomics.cut import (
     LastEventsPerUser,
     filter_counts,
     first_users_by_hash,
+    narrowed,
     sampled_by_fraction,
 )
 from recbole_mamba.atomics.errors import OptionError, RawInputError
 from recbole_mamba.atomics.options import ConvertOptions
 from recbole_mamba.atomics.reader import BadLines, DelimitedReader, open_binary
 from recbole_mamba.atomics.store import write_converted_store
-from recbole_mamba.atomics.writer import HELD_OUT, format_table, sequence_stats, write_dataset
+from recbole_mamba.atomics.tokens import first_appearance
+from recbole_mamba.atomics.writer import HELD_OUT, format_table, length_stats, write_dataset
 
 LFM1B_COLUMNS = ("user_id", "artist_id", "album_id", "track_id", "timestamp")
 LFM1B_EVENTS_FILE = "LFM-1b_LEs.txt"  # the member read from the official LFM-1b.zip
@@ -105,6 +107,7 @@ def _run(blocks, options):
     rows_read = rows_used = 0
     for columns, n_read in blocks:
         rows_read += n_read
+        columns = narrowed(columns)
         if options.user_fraction is not None:
             mask = sampled_by_fraction(columns["user"], options.user_fraction, options.seed)
             columns = {k: v[mask] for k, v in columns.items()}
@@ -121,11 +124,16 @@ def _run(blocks, options):
 def _finish(name, output_dir, columns, inter_spec, stats, user_table=None, item_table=None):
     if columns is None or not len(columns["user"]):
         raise OptionError("no interactions left after filtering: nothing to write")
-    stats.update(sequence_stats(columns["user"]))
-    stats["items"] = int(len(np.unique(columns["item"])))
+    users, user_ids = first_appearance(columns["user"])
+    items, item_ids = first_appearance(columns["item"])
+    stats.update(length_stats(np.bincount(users)[1:]))
+    stats["items"] = len(item_ids)
     inter = [(header, columns[key]) for header, key in inter_spec]
     folder = write_dataset(output_dir, name, inter, stats, user_table, item_table)
-    write_converted_store(folder, name, columns["user"], columns["item"], columns["time"])
+    del inter
+    times = columns["time"]
+    columns.clear()  # the raw ids: written
+    write_converted_store(folder, name, users, items, times, user_ids, item_ids)
     print(format_table(name, stats))
     return {**stats, "folder": folder}
 

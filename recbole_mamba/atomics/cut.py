@@ -15,6 +15,16 @@ import numpy as np
 PENDING_ROWS = 2_000_000  # events buffered before they are merged into the kept ones
 
 
+def narrowed(columns):
+    """``columns`` with every integer column whose values fit int32 as int32 (the kept events'
+    memory: ids and times of a converter are mostly small; a later block may widen a column
+    again, as concatenation promotes)."""
+    small = np.iinfo(np.int32)
+    return {name: values.astype(np.int32) if values.dtype == np.int64 and len(values)
+            and small.min <= values.min() and values.max() <= small.max else values
+            for name, values in columns.items()}
+
+
 def _sort_order(user, time):
     """Stable: rows equal in (user, time) keep their relative order."""
     return np.lexsort((time, user))
@@ -37,7 +47,7 @@ def _group_starts(user):
 
 
 class LastEventsPerUser:
-    """Accumulates events (``user, item, time`` and extra columns: int64 arrays), added in
+    """Accumulates events (``user, item, time`` and extra columns: integer arrays), added in
     arrival order."""
 
     def __init__(self, max_len=None, drop_consecutive_duplicates=False):
@@ -48,7 +58,7 @@ class LastEventsPerUser:
         self.n_pending = 0
 
     def add(self, columns):
-        """columns: dict of equal-length int64 arrays with at least user, item and time."""
+        """columns: dict of equal-length integer arrays with at least user, item and time."""
         n = len(columns["user"])
         if self.max_len is not None and self.n_pending and self.n_pending + n > PENDING_ROWS:
             self._merge()  # before the block: a merge never holds more than PENDING_ROWS pending

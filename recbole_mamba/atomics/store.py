@@ -29,6 +29,7 @@ import tempfile
 
 import numpy as np
 
+from recbole_mamba.atomics.tokens import Utf8Tokens
 from recbole_mamba.errors import InputError
 from recbole_mamba.files import as_created
 
@@ -66,20 +67,15 @@ def loading_settings(user_field, item_field, time_field, field_separator, filter
             "filters": dict(sorted((filters or {}).items()))}
 
 
-def _write_tokens(folder, kind, tokens):
-    encoded = [str(token).encode("utf-8") for token in tokens]
-    ends = np.cumsum([len(b) for b in encoded], dtype=np.int64)
-    np.r_[np.int64(0), ends].tofile(os.path.join(folder, f"{kind}_tokens.i8"))
-    with open(os.path.join(folder, f"{kind}_tokens.bin"), "wb") as f:
-        f.write(b"".join(encoded))
-
-
 def write_store(dataset_folder, name, users, items, times, user_tokens, item_tokens, source, loading):
     """Write ``<dataset_folder>/<name>.store`` from (interactions,) arrays ``users`` and ``items``
     (RecBole ids, 1-based) and ``times``, sorted by user and then time; ``user_tokens`` and
-    ``item_tokens`` give each id's token (index 0: ``[PAD]``); ``source``: the atomic file it
-    was made from; ``loading``: :func:`loading_settings`. Returns the store's folder."""
+    ``item_tokens`` give each id's token (index 0: ``[PAD]``), as a
+    :class:`~recbole_mamba.atomics.tokens.Utf8Tokens` or any sequence; ``source``: the atomic
+    file it was made from; ``loading``: :func:`loading_settings`. Returns the store's folder."""
     users = np.asarray(users)
+    user_tokens, item_tokens = (t if isinstance(t, Utf8Tokens) else Utf8Tokens.from_strings(t)
+                                for t in (user_tokens, item_tokens))
     n_users, n_items = len(user_tokens), len(item_tokens)
     if len(users) and (np.any(users[1:] < users[:-1]) or users[0] < 1 or users[-1] >= n_users):
         raise ValueError("users must be sorted ids in [1, len(user_tokens))")
@@ -94,8 +90,8 @@ def write_store(dataset_folder, name, users, items, times, user_tokens, item_tok
         offsets.tofile(os.path.join(tmp, "offsets.i8"))
         np.asarray(items, dtype=np.int32).tofile(os.path.join(tmp, "items.i4"))
         np.asarray(times, dtype=np.float64).tofile(os.path.join(tmp, "times.f8"))
-        _write_tokens(tmp, "user", user_tokens)
-        _write_tokens(tmp, "item", item_tokens)
+        user_tokens.write(tmp, "user")
+        item_tokens.write(tmp, "item")
         meta = {"format": FORMAT, "dataset": name, "users": n_users, "items": n_items, "interactions": len(users),
                 "items_seen": int(np.count_nonzero(np.bincount(np.asarray(items), minlength=n_items))),
                 "max_user_interactions": int(np.diff(offsets).max(initial=0)),
@@ -119,26 +115,22 @@ def write_store(dataset_folder, name, users, items, times, user_tokens, item_tok
     return target
 
 
-def write_converted_store(folder, name, user, item, time):
-    """The store of a dataset a converter has just written to ``folder`` (its ``.inter`` rows:
-    raw ``user`` and ``item`` ids and ``time``, in file order): ids numbered by first appearance,
-    tokens as the file writes them, settings as the converter's yaml sets them."""
-    user_codes, user_ids = _first_appearance(user)
-    item_codes, item_ids = _first_appearance(item)
-    order = np.lexsort((np.asarray(time, np.float32), user_codes))  # as RecBole sorts: user, float32 time, stable
-    return write_store(folder, name, user_codes[order], item_codes[order], np.asarray(time, np.float64)[order],
-                       ["[PAD]", *map(str, user_ids)], ["[PAD]", *map(str, item_ids)],
+def write_converted_store(folder, name, users, items, times, user_ids, item_ids):
+    """The store of a dataset a converter has just written to ``folder``: its ``.inter`` rows in
+    file order as ``users`` and ``items`` codes numbered by first appearance
+    (:func:`~recbole_mamba.atomics.tokens.first_appearance`) of raw integer ids ``user_ids`` and
+    ``item_ids``, and ``times``; settings as the converter's yaml sets them. The converters write
+    rows sorted by user and time, the order the store keeps: they are sorted here only where not."""
+    t32 = np.asarray(times, np.float32)  # RecBole's timestamps: sorted by user, then float32 time, stable
+    step = np.diff(users)
+    if not np.all((step > 0) | ((step == 0) & (t32[1:] >= t32[:-1]))):
+        order = np.lexsort((t32, users))
+        users, items, times = users[order], items[order], np.asarray(times)[order]
+    del t32, step
+    return write_store(folder, name, users, items, np.asarray(times, np.float64),
+                       Utf8Tokens.from_integers(user_ids), Utf8Tokens.from_integers(item_ids),
                        os.path.join(folder, f"{name}.inter"),
                        loading_settings("user_id", "item_id", "timestamp", "\t"))
-
-
-def _first_appearance(values):
-    """(codes from 1 in order of first appearance, the distinct values in that order): as
-    RecBole's remapping (``pd.factorize``) numbers tokens."""
-    distinct, first, inverse = np.unique(values, return_index=True, return_inverse=True)
-    rank = np.empty(len(distinct), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(1, len(distinct) + 1)
-    return rank[inverse], distinct[np.argsort(first, kind="stable")]
 
 
 class TokenTable:

@@ -70,7 +70,7 @@ def test_a_failed_write_leaves_no_store_and_keeps_the_old_one(tmp_path, monkeypa
     def broken(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_module, "_write_tokens", broken)
+    monkeypatch.setattr(store_module.Utf8Tokens, "write", broken)
     with pytest.raises(OSError, match="disk full"):
         write_store(str(tmp_path), "d", np.array([1]), np.array([1]), np.zeros(1), ["[PAD]", "u"], ["[PAD]", "i"],
                     source, LOADING)
