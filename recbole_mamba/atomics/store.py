@@ -133,44 +133,10 @@ def write_converted_store(folder, name, users, items, times, user_ids, item_ids)
                        loading_settings("user_id", "item_id", "timestamp", "\t"))
 
 
-class TokenTable:
-    """The tokens of a store's ids, memory-mapped: ``len()``, ``table[i]`` (str), ``table[ids]``
-    (an array of str), iteration, as RecBole's ``field2id_token`` arrays offer them."""
-
-    def __init__(self, folder, kind):
-        self._offsets = np.memmap(os.path.join(folder, f"{kind}_tokens.i8"), dtype=np.int64, mode="c")
-        path = os.path.join(folder, f"{kind}_tokens.bin")
-        self._blob = np.memmap(path, dtype=np.uint8, mode="c") if os.path.getsize(path) else np.zeros(0, np.uint8)
-
-    def __len__(self):
-        return len(self._offsets) - 1
-
-    def _one(self, i):
-        return bytes(self._blob[self._offsets[i]:self._offsets[i + 1]]).decode("utf-8")
-
-    def __getitem__(self, index):
-        if isinstance(index, (int, np.integer)):
-            if not -len(self) <= index < len(self):
-                raise IndexError(f"token id {index} out of range for {len(self)} ids")
-            return self._one(int(index) % len(self))
-        ids = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
-        return np.array([self._one(int(i)) for i in ids.ravel()], dtype=str).reshape(ids.shape)
-
-    def __iter__(self):
-        return (self._one(i) for i in range(len(self)))
-
-    def arrays(self):
-        """(UTF-8 bytes (uint8), offsets (ids + 1,) int64): the table as stored, not copied."""
-        return self._blob, self._offsets
-
-    def index(self):
-        """{token: id}, built on first use (RecBole's ``field2token_id``; O(ids) memory)."""
-        return {token: i for i, token in enumerate(self)}
-
-
 class InteractionStore:
     """An opened store (:func:`open_store`): ``offsets`` and ``items`` memory-mapped (copy on
-    write: never written back), ``user_tokens`` / ``item_tokens`` (:class:`TokenTable`),
+    write: never written back), ``user_tokens`` / ``item_tokens`` (memory-mapped
+    :class:`~recbole_mamba.atomics.tokens.Utf8Tokens`),
     ``meta``; timestamps read where asked (:meth:`times_at`)."""
 
     def __init__(self, folder, meta):
@@ -178,7 +144,7 @@ class InteractionStore:
         self.offsets = np.memmap(os.path.join(folder, "offsets.i8"), dtype=np.int64, mode="c")
         self.items = (np.memmap(os.path.join(folder, "items.i4"), dtype=np.int32, mode="c")
                       if meta["interactions"] else np.zeros(0, np.int32))
-        self.user_tokens, self.item_tokens = TokenTable(folder, "user"), TokenTable(folder, "item")
+        self.user_tokens, self.item_tokens = Utf8Tokens.open(folder, "user"), Utf8Tokens.open(folder, "item")
 
     def times_at(self, index):
         """(len(index),) float64: the timestamps of interactions ``index``, read through a map

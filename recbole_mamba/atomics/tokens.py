@@ -1,10 +1,13 @@
-"""Token tables as UTF-8 bytes and offsets, made and written without a Python ``str`` a token.
+"""Token tables as UTF-8 bytes and offsets, made, written and searched without a Python ``str``
+a token.
 
 A table of n tokens is ``blob`` (uint8, the tokens' UTF-8 bytes one after another) and ``offsets``
 ((n + 1,) int64, token i is ``blob[offsets[i]:offsets[i + 1]]``): the store's ``*_tokens.bin`` /
 ``*_tokens.i8`` and the checkpoints' item tokens. A converter's tokens are integer ids, written
-here in decimal by numpy a block at a time (as ``str(int)`` writes them), so a catalogue of 10^7
-items costs its bytes, not 10^7 Python objects (about 60 bytes each, and as much again encoded).
+here in decimal by numpy a block at a time (as ``str(int)`` writes them), and a token's id is
+found through sorted 64-bit hashes of the tokens (12 bytes a token, the match checked byte for
+byte), so a catalogue of 10^7 items costs its bytes, not 10^7 Python objects (about 60 bytes
+each, and as much again in a dict).
 """
 
 import os
@@ -45,14 +48,114 @@ def _decimal(values):
     return blob, lengths
 
 
+_HASH_BASE = np.uint64(0x100000001B3)  # FNV's 64-bit prime, as the base of a polynomial hash
+
+
+def _mix(h):
+    """splitmix64's finaliser: every bit of ``h`` (uint64) moves every bit of the result."""
+    with np.errstate(over="ignore"):
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+
+def _hashes(blob, offsets):
+    """(len(offsets) - 1,) uint64: a hash of each token's bytes and length."""
+    lengths = np.diff(offsets)
+    hashes = lengths.astype(np.uint64)
+    if not len(blob):
+        return _mix(hashes)
+    token = np.repeat(np.arange(len(lengths)), lengths)  # of each byte
+    from_end = offsets[1:][token] - 1 - (offsets[0] + np.arange(len(token)))
+    with np.errstate(over="ignore"):
+        powers = np.cumprod(np.full(int(lengths.max()), _HASH_BASE, dtype=np.uint64)) // _HASH_BASE
+        powers[0] = 1
+        terms = (blob[offsets[0]:offsets[-1]].astype(np.uint64) + np.uint64(1)) * powers[from_end]
+        nonempty = lengths > 0
+        hashes[nonempty] += np.add.reduceat(terms, (offsets[:-1] - offsets[0])[nonempty])
+    return _mix(hashes)
+
+
 class Utf8Tokens:
-    """A token table (see the module docstring): ``len()``, and :meth:`write` to a store's files."""
+    """A token table (see the module docstring): ``len()``, ``table[i]`` (str), ``table[ids]``
+    (an array of str), iteration, as RecBole's ``field2id_token`` arrays offer them; :meth:`ids`
+    finds the ids of tokens; :meth:`write` writes a store's files."""
 
     def __init__(self, blob, offsets):
         self.blob, self.offsets = np.asarray(blob, dtype=np.uint8), np.asarray(offsets, dtype=np.int64)
+        self._sorted = None  # (sorted hashes, their ids): built on the first search
 
     def __len__(self):
         return len(self.offsets) - 1
+
+    def _one(self, i):
+        return bytes(self.blob[self.offsets[i]:self.offsets[i + 1]]).decode("utf-8")
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            if not -len(self) <= index < len(self):
+                raise IndexError(f"token id {index} out of range for {len(self)} ids")
+            return self._one(int(index) % len(self))
+        ids = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
+        return np.array([self._one(int(i)) for i in ids.ravel()], dtype=str).reshape(ids.shape)
+
+    def __iter__(self):
+        return (self._one(i) for i in range(len(self)))
+
+    def arrays(self):
+        """(UTF-8 bytes (uint8), offsets (ids + 1,) int64): the table as held, not copied."""
+        return self.blob, self.offsets
+
+    def index(self):
+        """{token: id}: RecBole's ``field2token_id`` (a Python dict: O(ids) objects; :meth:`ids`
+        searches without one)."""
+        return {token: i for i, token in enumerate(self)}
+
+    def _search_index(self):
+        if self._sorted is None:
+            hashes = np.concatenate([_hashes(self.blob, self.offsets[start:start + BLOCK + 1])
+                                     for start in range(0, len(self), BLOCK)] or [np.zeros(0, np.uint64)])
+            order = np.argsort(hashes, kind="stable")
+            self._sorted = hashes[order], order.astype(np.int32 if len(self) < np.iinfo(np.int32).max else np.int64)
+        return self._sorted
+
+    def ids(self, tokens):
+        """(len(tokens),) int64: the id of each token (str, or anything ``str()`` makes one), -1
+        for a token not in the table."""
+        query = Utf8Tokens.from_strings(tokens)
+        hashes, ids = self._search_index()
+        wanted = _hashes(query.blob, query.offsets)
+        at = np.minimum(np.searchsorted(hashes, wanted), max(len(hashes) - 1, 0))
+        found = np.full(len(query), -1, dtype=np.int64)
+        if not len(hashes):
+            return found
+        hit = np.flatnonzero(hashes[at] == wanted)
+        equal = self._equal(ids[at[hit]], query, hit)
+        found[hit[equal]] = ids[at[hit[equal]]]
+        for q in hit[~equal]:  # another token of the same hash first (about 10^-5 at 10^7 tokens)
+            token = query.blob[query.offsets[q]:query.offsets[q + 1]].tobytes()
+            for j in range(at[q] + 1, len(hashes)):
+                if hashes[j] != wanted[q]:
+                    break
+                if self.blob[self.offsets[ids[j]]:self.offsets[ids[j] + 1]].tobytes() == token:
+                    found[q] = ids[j]
+                    break
+        return found
+
+    def _equal(self, candidates, query, rows):
+        """(len(rows),) bool: whether token ``candidates[k]`` of this table is ``query``'s token
+        ``rows[k]``, byte for byte."""
+        start, length = self.offsets[candidates], self.offsets[candidates + 1] - self.offsets[candidates]
+        query_start, query_length = query.offsets[rows], query.offsets[rows + 1] - query.offsets[rows]
+        equal = length == query_length
+        check = np.flatnonzero(equal & (length > 0))
+        if len(check):
+            n = length[check]
+            first = np.cumsum(n) - n  # of each checked token's bytes
+            step = np.arange(int(n.sum())) - np.repeat(first, n)
+            differ = self.blob[np.repeat(start[check], n) + step] != query.blob[np.repeat(query_start[check], n) + step]
+            equal[check] = np.add.reduceat(differ.astype(np.int64), first) == 0
+        return equal
 
     @classmethod
     def from_strings(cls, tokens):
@@ -74,6 +177,15 @@ class Utf8Tokens:
             blobs.append(blob)
             end += len(blob)
         return cls(np.concatenate(blobs), np.concatenate(offsets))
+
+    @classmethod
+    def open(cls, folder, kind):
+        """The table of a store's ``folder/<kind>_tokens.*`` files, memory-mapped (copy on write:
+        never written back)."""
+        offsets = np.memmap(os.path.join(folder, f"{kind}_tokens.i8"), dtype=np.int64, mode="c")
+        path = os.path.join(folder, f"{kind}_tokens.bin")
+        return cls(np.memmap(path, dtype=np.uint8, mode="c") if os.path.getsize(path) else np.zeros(0, np.uint8),
+                   offsets)
 
     def write(self, folder, kind):
         """``folder/<kind>_tokens.bin`` (the bytes) and ``.i8`` (the offsets)."""

@@ -14,6 +14,7 @@ model reads the last ``MAX_ITEM_LIST_LENGTH`` events, as in training and evaluat
 import os
 import warnings
 
+import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 
@@ -87,14 +88,14 @@ def whole_history(model):
 
 class Recommender:
     """Top-k items for histories of external item tokens (see the module docstring for the context
-    rule). ``item_tokens[i]`` is the token of item id i (id 0 is padding)."""
+    rule). ``item_tokens[i]`` is the token of item id i (id 0 is padding): a
+    :class:`~recbole_mamba.atomics.tokens.Utf8Tokens`, searched without a dict of its tokens."""
 
     def __init__(self, model, config, item_tokens, source):
         self.model = model
         self.config = config
         self.source = source
-        self.item_tokens = list(item_tokens)
-        self.item_ids = {token: i for i, token in enumerate(self.item_tokens) if i > 0}
+        self.item_tokens = item_tokens
         self.name = type(model).__name__
         self.context_limit = None if whole_history(model) else config["MAX_ITEM_LIST_LENGTH"]
         self.device = next(model.parameters()).device
@@ -107,21 +108,27 @@ class Recommender:
         """Item ids of external tokens (str or int); ``unknown``: 'error' or 'skip' (with a warning)."""
         if unknown not in ("error", "skip"):
             raise ServeError(f"unknown must be 'error' or 'skip', got {unknown!r}")
-        ids, skipped = [], []
+        history = list(history)
         for token in history:
             if isinstance(token, bool) or not isinstance(token, (str, int)):
                 raise ServeError(f"item tokens are strings or ints, got {token!r} ({type(token).__name__})")
-            item = self.item_ids.get(str(token))
-            if item is None:
+        ids, skipped = [], []
+        for token, item in zip(history, self.known_ids(history).tolist(), strict=True):
+            if item < 1:
                 if unknown == "error":
-                    raise ServeError(f"unknown item {token!r}: not among the model's {len(self.item_ids)} items "
-                                     "(unknown='skip' leaves such items out)")
+                    raise ServeError(f"unknown item {token!r}: not among the model's {len(self.item_tokens) - 1} "
+                                     "items (unknown='skip' leaves such items out)")
                 skipped.append(token)
                 continue
             ids.append(item)
         if skipped:
             warnings.warn(f"{len(skipped)} unknown item(s) left out of the history, e.g. {skipped[0]!r}")
         return ids
+
+    def known_ids(self, tokens):
+        """(len(tokens),) int64: the item id of each token, 0 for one the model does not know
+        (the padding token included)."""
+        return np.maximum(self.item_tokens.ids([str(token) for token in tokens]), 0)
 
     def context(self, ids):
         """The part of a history of ids that the model reads."""
@@ -199,9 +206,9 @@ class Recommender:
                                  chunksize=chunk_rows):
             if wanted is not None:
                 chunk = chunk[chunk[columns[0]].isin(wanted)]
-            parts.append(chunk.assign(_id=chunk[columns[1]].map(self.item_ids)))
+            parts.append(chunk.assign(_id=self.known_ids(chunk[columns[1]])))
         frame = pd.concat(parts).sort_values([columns[0], columns[2]], kind="stable")
-        histories = {user: rows["_id"].dropna().astype("int64").tolist()
+        histories = {user: rows["_id"][rows["_id"] > 0].tolist()
                      for user, rows in frame.groupby(columns[0], sort=True)}
         missing = sorted(wanted - set(histories)) if wanted is not None else []
         if missing:

@@ -12,8 +12,10 @@ import json
 import mmap
 import pickle
 
+import numpy as np
 import torch
 
+from recbole_mamba.atomics.tokens import Utf8Tokens
 from recbole_mamba.errors import InputError
 from recbole_mamba.files import atomic_open
 from recbole_mamba.launch_keys import LAUNCH_KEYS
@@ -57,12 +59,12 @@ def token_tensors(tokens):
 
 
 def tokens_of(value):
-    """The list of str of a checkpoint's ``item_tokens`` (:func:`token_tensors`, or a list of str
-    as older checkpoints hold them)."""
+    """The :class:`~recbole_mamba.atomics.tokens.Utf8Tokens` of a checkpoint's ``item_tokens``
+    (:func:`token_tensors`, its arrays not copied, or a list of str as older checkpoints hold them)."""
     if not isinstance(value, dict):
-        return list(value)
-    blob, ends = bytes(value["utf8"].numpy()), value["ends"].tolist()
-    return [blob[a:b].decode("utf-8") for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        return Utf8Tokens.from_strings(value)
+    ends = value["ends"].numpy()
+    return Utf8Tokens(value["utf8"].numpy(), np.r_[np.int64(0), ends])
 
 
 def save_checkpoint(path, **state):

@@ -39,3 +39,28 @@ def test_first_appearance_numbers_as_recboles_remapping(dtype):
     assert codes.tolist() == (recbole_codes + 1).tolist() and codes.dtype == np.int32
     assert list(map(str, distinct.tolist())) == recbole_tokens.tolist()
     assert (distinct[codes - 1] == values).all()
+
+
+def test_ids_are_found_byte_for_byte():
+    table = Utf8Tokens.from_strings(["[PAD]", "a", "", "dé", "ü 1", "bb", "a b", "7"])
+    found = table.ids(["a", "", "dé", "zz", "ü 1", "[PAD]", "bb", "a b", 7, "d", "é"])
+    assert found.tolist() == [1, 2, 3, -1, 4, 0, 5, 6, 7, -1, -1]
+    assert table[3] == "dé" and table[-1] == "7" and table[[4, 1]].tolist() == ["ü 1", "a"]
+    assert Utf8Tokens.from_strings([]).ids(["a"]).tolist() == [-1]
+
+
+def test_ids_are_found_where_hashes_collide(monkeypatch):
+    """A hash of the length alone: every token of a length collides, and the bytes decide."""
+    monkeypatch.setattr(tokens_module, "_hashes", lambda blob, offsets: np.diff(offsets).astype(np.uint64))
+    words = ["[PAD]", "ab", "ba", "cd", "x", "y", "abc", ""]
+    table = Utf8Tokens.from_strings(words)
+    queries = words[::-1] + ["dc", "z", "abd"]
+    assert table.ids(queries).tolist() == list(range(len(words)))[::-1] + [-1, -1, -1]
+
+
+def test_ids_of_many_integer_tokens():
+    ids = np.random.default_rng(2).choice(10**12, 50_000, replace=False)
+    table = Utf8Tokens.from_integers(ids)
+    queries = np.random.default_rng(3).permutation(len(ids))
+    found = table.ids([str(v) for v in ids[queries]] + ["-1", "1e3"])
+    assert found.tolist() == (queries + 1).tolist() + [-1, -1]
