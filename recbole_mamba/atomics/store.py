@@ -79,21 +79,39 @@ def write_store(dataset_folder, name, users, items, times, user_tokens, item_tok
     n_users, n_items = len(user_tokens), len(item_tokens)
     if len(users) and (np.any(users[1:] < users[:-1]) or users[0] < 1 or users[-1] >= n_users):
         raise ValueError("users must be sorted ids in [1, len(user_tokens))")
+    offsets = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=n_users), out=offsets[1:])
+
+    def write_rows(items_file, times_file):
+        np.asarray(items, dtype=np.int32).tofile(items_file)
+        np.asarray(times, dtype=np.float64).tofile(times_file)
+
+    items_seen = int(np.count_nonzero(np.bincount(np.asarray(items), minlength=n_items)))
+    return write_store_files(dataset_folder, name, offsets, write_rows, items_seen, user_tokens, item_tokens,
+                             source, loading)
+
+
+def write_store_files(dataset_folder, name, offsets, write_rows, items_seen, user_tokens, item_tokens, source,
+                      loading):
+    """Write a store (see :func:`write_store`) whose interactions ``write_rows(items_file,
+    times_file)`` writes (binary files, int32 and float64, by user and time); ``offsets``: (users
+    + 1,) int64; ``items_seen``: items with an interaction; tokens as
+    :class:`~recbole_mamba.atomics.tokens.Utf8Tokens`."""
+    n_users, n_items = len(user_tokens), len(item_tokens)
     if n_items > np.iinfo(np.int32).max:
         raise ValueError(f"{n_items:,} items do not fit the store's int32 ids")
     target = store_folder(dataset_folder, name)
     tmp = tempfile.mkdtemp(prefix=f".{name}.store-", dir=dataset_folder)
     as_created(tmp)  # readable by whoever may read the atomic files beside it
     try:
-        offsets = np.zeros(n_users + 1, dtype=np.int64)
-        np.cumsum(np.bincount(users, minlength=n_users), out=offsets[1:])
         offsets.tofile(os.path.join(tmp, "offsets.i8"))
-        np.asarray(items, dtype=np.int32).tofile(os.path.join(tmp, "items.i4"))
-        np.asarray(times, dtype=np.float64).tofile(os.path.join(tmp, "times.f8"))
+        with open(os.path.join(tmp, "items.i4"), "wb") as items_file, \
+                open(os.path.join(tmp, "times.f8"), "wb") as times_file:
+            write_rows(items_file, times_file)
         user_tokens.write(tmp, "user")
         item_tokens.write(tmp, "item")
-        meta = {"format": FORMAT, "dataset": name, "users": n_users, "items": n_items, "interactions": len(users),
-                "items_seen": int(np.count_nonzero(np.bincount(np.asarray(items), minlength=n_items))),
+        meta = {"format": FORMAT, "dataset": name, "users": n_users, "items": n_items,
+                "interactions": int(offsets[-1]), "items_seen": items_seen,
                 "max_user_interactions": int(np.diff(offsets).max(initial=0)),
                 "source": {"file": os.path.basename(source), **source_fingerprint(source)}, "loading": loading,
                 "files": {f: os.path.getsize(os.path.join(tmp, f)) for f in sorted(os.listdir(tmp))}}

@@ -27,6 +27,7 @@ import torch
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
 
+from recbole_mamba.atomics.inter_store import NotStreamable, loaded_columns, stream_inter_store
 from recbole_mamba.atomics.store import loading_settings, open_store, write_store
 from recbole_mamba.data.atomic_loading import admits_every_count
 from recbole_mamba.data.window_dataset import WINDOW_START, WindowDataset
@@ -145,9 +146,43 @@ def run_loading(config):
                             config["field_separator"], filters)
 
 
+def not_streamed(config, source, loading):
+    """Why the store cannot be written from the atomic file a chunk at a time as RecBole would load
+    it (:mod:`recbole_mamba.atomics.inter_store`), or None."""
+    if loading["filters"]:
+        return f"RecBole's filters drop interactions ({', '.join(loading['filters'])})"
+    time_field = config["TIME_FIELD"]
+    if config["normalize_all"] or time_field in (config["normalize_field"] or ()):
+        return f"RecBole normalises {time_field} (normalize_all / normalize_field)"
+    if time_field in (config["discretization"] or {}):
+        return f"RecBole discretises {time_field}"
+    if config["unload_col"]:
+        return "unload_col is set"
+    if config["load_col"] is None:
+        folder, name = os.path.dirname(source), config["dataset"]
+        for suffix in ("user", "item"):
+            if os.path.isfile(os.path.join(folder, f"{name}.{suffix}")):
+                return f"RecBole also numbers the tokens of {name}.{suffix} (load_col loads every file)"
+    return None
+
+
 def build_store(config, source, loading):
-    """Write the store of the run's dataset from RecBole's loading of its atomic files (filters,
-    remapping: :class:`WindowDataset`'s, tested equal to RecBole's)."""
+    """Write the store of the run's dataset: from the atomic file a chunk at a time where RecBole's
+    loading would only parse and number it (:func:`not_streamed`), else from RecBole's loading of
+    its atomic files (filters, remapping: :class:`WindowDataset`'s, tested equal to RecBole's),
+    said in one line."""
+    why_not = not_streamed(config, source, loading)
+    if why_not is None:
+        separator, encoding = config["field_separator"], config["encoding"] or "utf-8"
+        fields = (config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["TIME_FIELD"])
+        try:
+            loaded = loaded_columns(source, separator, encoding, config["load_col"])
+            return stream_inter_store(config["data_path"], config["dataset"], source, loaded, fields, separator,
+                                      encoding, loading)
+        except NotStreamable as error:
+            why_not = str(error)
+    getLogger().info(set_color("interactions", "blue") + f": the store is written from RecBole's loading of "
+                     f"{source} (about 150 bytes an interaction), not streamed: {why_not}")
     dataset = WindowDataset(config)
     frame = dataset.inter_feat
     user, item, time = (frame[field].to_numpy() for field in (dataset.uid_field, dataset.iid_field, dataset.time_field))

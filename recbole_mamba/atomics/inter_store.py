@@ -1,0 +1,164 @@
+"""The store of an atomic ``.inter`` file, written a chunk of rows at a time: what RecBole's
+loading followed by :func:`~recbole_mamba.atomics.store.write_store` gives, without RecBole's
+in-memory dataset (about 150-180 bytes an interaction).
+
+The file is read as RecBole reads it (the columns it loads, ``str`` for tokens and float64 for
+floats, pandas' C parser: one-character separators only), ``chunk_rows`` rows at a time; each
+chunk's user and item tokens are numbered by first appearance against the tokens seen so far
+(pyarrow's hash tables over UTF-8 arrays, no Python ``str`` a token), as RecBole's remapping
+numbers them. Held: the rows' user and item ids (int32) and timestamps (float64), and a stable
+bucketing of the rows by user (int32): 20 bytes an interaction, with the tokens' bytes. Each
+block of users is then sorted by float32 time, as RecBole sorts, and appended to the store's
+files. A file RecBole would change or refuse on loading (values missing: its loading names them)
+is not streamed: :class:`NotStreamable` says why and the caller loads the atomic file.
+"""
+
+import numpy as np
+import pandas as pd
+
+from recbole_mamba.atomics.reader import iter_blocks
+from recbole_mamba.atomics.store import write_store_files
+from recbole_mamba.atomics.tokens import Utf8Tokens
+
+CHUNK_ROWS = 1 << 21  # rows parsed at a time, and rows of users sorted at a time
+
+
+class NotStreamable(Exception):
+    """The file cannot be streamed into a store as RecBole would load it (the message says why)."""
+
+
+class _FirstAppearance:
+    """Ids from 1 of tokens in order of first appearance, over chunks: the distinct tokens so far
+    as one pyarrow string array."""
+
+    def __init__(self):
+        import pyarrow as pa
+
+        self.tokens = pa.array([], type=pa.large_string())
+
+    def codes(self, column):
+        """(len(column),) int32: the ids of a chunk's tokens (a pandas column of str)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(pa.array(column, type=pa.large_string()))
+        distinct = encoded.dictionary  # the chunk's tokens, in order of first appearance
+        known = pc.index_in(distinct, value_set=self.tokens)
+        new = known.is_null().to_numpy(zero_copy_only=False)
+        ids = known.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        ids[new] = len(self.tokens) + np.arange(np.count_nonzero(new))
+        if new.any():
+            self.tokens = pa.concat_arrays([self.tokens, distinct.filter(pa.array(new))])
+        if len(self.tokens) >= np.iinfo(np.int32).max:
+            raise NotStreamable(f"{len(self.tokens):,} distinct tokens do not fit the store's int32 ids")
+        return (ids[encoded.indices.to_numpy(zero_copy_only=False)] + 1).astype(np.int32)
+
+    def table(self):
+        """The :class:`~recbole_mamba.atomics.tokens.Utf8Tokens` of ``[PAD]`` and the tokens."""
+        array = self.tokens
+        offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + len(array) + 1]
+        data = array.buffers()[2]
+        blob = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+        pad = np.frombuffer(b"[PAD]", dtype=np.uint8)
+        return Utf8Tokens(np.concatenate([pad, blob]), np.r_[np.int64(0), len(pad) + offsets - offsets[0]])
+
+
+def _line_bound(path):
+    """An upper bound of the rows after the header: its newlines, and a last line without one."""
+    lines = 0
+    with open(path, "rb") as stream:
+        stream.readline()
+        for block in iter_blocks(stream):
+            lines += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    return lines
+
+
+def _bucket_by_user(users, n_users, chunk_rows):
+    """(offsets (n_users + 1,) int64, rows (n,) int32 or int64): the rows of user u, in file order,
+    are ``rows[offsets[u]:offsets[u + 1]]`` (a counting sort, a chunk at a time)."""
+    counts = np.bincount(users, minlength=n_users)
+    offsets = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    rows = np.empty(len(users), dtype=np.int32 if len(users) < np.iinfo(np.int32).max else np.int64)
+    cursor = offsets[:-1].copy()
+    for start in range(0, len(users), chunk_rows):
+        chunk = users[start:start + chunk_rows]
+        order = np.argsort(chunk, kind="stable")
+        sorted_users = chunk[order]
+        rank = np.arange(len(chunk)) - np.searchsorted(sorted_users, sorted_users)  # among the chunk's rows of its user
+        rows[cursor[sorted_users] + rank] = start + order
+        cursor += np.bincount(chunk, minlength=n_users)
+    return offsets, rows
+
+
+def stream_inter_store(dataset_folder, name, source, loaded, fields, separator, encoding, loading,
+                       chunk_rows=CHUNK_ROWS):
+    """Write ``<dataset_folder>/<name>.store`` from the atomic file ``source``, as RecBole loads
+    it: ``loaded``, its header's columns RecBole loads (``name:type``, in file order);
+    ``fields``: the (user, item, time) field names; ``separator``, ``encoding``: RecBole's
+    ``field_separator`` and ``encoding``; ``loading``: the store's
+    :func:`~recbole_mamba.atomics.store.loading_settings`. Returns the store's folder; a
+    :class:`NotStreamable` where the file cannot be streamed, before anything is written."""
+    if len(separator) != 1:
+        raise NotStreamable(f"field_separator {separator!r} is not one character")
+    types = dict(column.split(":", 1) for column in loaded)
+    wanted = [f"{field}:{kind}" for field, kind in zip(fields, ("token", "token", "float"), strict=True)]
+    if not set(wanted) <= set(loaded):
+        raise NotStreamable(f"the user, item and time fields are not {', '.join(wanted)} in {source}'s header")
+    other = sorted(f"{field}:{kind}" for field, kind in types.items() if kind.endswith("seq"))
+    if other:
+        raise NotStreamable(f"it loads sequence fields ({', '.join(other)})")
+    bound = _line_bound(source)
+    users, items = np.empty(bound, dtype=np.int32), np.empty(bound, dtype=np.int32)
+    times = np.empty(bound, dtype=np.float64)
+    user_ids, item_ids = _FirstAppearance(), _FirstAppearance()
+    n = 0
+    dtype = {column: np.float64 if column.endswith(":float") else str for column in loaded}
+    reader = pd.read_csv(source, delimiter=separator, usecols=list(loaded), dtype=dtype, encoding=encoding,
+                         engine="c", chunksize=chunk_rows)
+    try:
+        with reader:
+            for chunk in reader:
+                if chunk.isna().to_numpy().any():
+                    raise NotStreamable("values are missing (RecBole's loading names them)")
+                end = n + len(chunk)
+                users[n:end] = user_ids.codes(chunk[wanted[0]])
+                items[n:end] = item_ids.codes(chunk[wanted[1]])
+                times[n:end] = chunk[wanted[2]].to_numpy()
+                n = end
+    except (ValueError, pd.errors.ParserError) as error:
+        raise NotStreamable(f"pandas cannot read it in chunks ({str(error).splitlines()[0]})") from None
+    users, items, times = users[:n], items[:n], times[:n]
+    user_tokens, item_tokens = user_ids.table(), item_ids.table()
+    del user_ids, item_ids
+    offsets, rows = _bucket_by_user(users, len(user_tokens), chunk_rows)
+    del users
+
+    def write_rows(items_file, times_file):
+        start = 1  # user 0 is [PAD], with no rows
+        while start < len(user_tokens):
+            stop = max(start + 1, int(np.searchsorted(offsets, offsets[start] + chunk_rows, side="right")) - 1)
+            block = rows[offsets[start]:offsets[stop]]
+            user = np.repeat(np.arange(stop - start), np.diff(offsets[start:stop + 1]))
+            block = block[np.lexsort((times[block].astype(np.float32), user))]  # as RecBole sorts: stable
+            items[block].tofile(items_file)
+            times[block].tofile(times_file)
+            start = stop
+
+    return write_store_files(dataset_folder, name, offsets, write_rows, len(item_tokens) - 1, user_tokens,
+                             item_tokens, source, loading)
+
+
+def header_columns(path, separator, encoding):
+    """The ``name:type`` columns of an atomic file's header, as RecBole splits it."""
+    with open(path, encoding=encoding) as f:
+        return f.readline()[:-1].split(separator)
+
+
+def loaded_columns(path, separator, encoding, load_col):
+    """The header's columns RecBole loads of an ``.inter`` file with ``load_col`` (None: all)."""
+    columns = header_columns(path, separator, encoding)
+    if load_col is None:
+        return columns
+    return [column for column in columns if column.split(":", 1)[0] in load_col["inter"]]
+
