@@ -6,10 +6,10 @@ The file is read as RecBole reads it (the columns it loads, ``str`` for tokens a
 floats, pandas' C parser: one-character separators only), ``chunk_rows`` rows at a time; each
 chunk's user and item tokens are numbered by first appearance against the tokens seen so far
 (pyarrow's hash tables over UTF-8 arrays, no Python ``str`` a token), as RecBole's remapping
-numbers them. Held: the rows' user and item ids (int32) and timestamps (float64), and a stable
-bucketing of the rows by user (int32): 20 bytes an interaction, with the tokens' bytes. Each
-block of users is then sorted by float32 time, as RecBole sorts, and appended to the store's
-files. A file RecBole would change or refuse on loading (values missing: its loading names them)
+numbers them. Two passes: the first numbers the users (int32 a row), the second puts each row's
+item id (int32) and timestamp (float64) in its user's place in file order (a counting sort): 16
+bytes an interaction at most, with the tokens' bytes. Each block of users is then sorted by
+float32 time, as RecBole sorts, and appended to the store's files. A file RecBole would change or refuse on loading (values missing: its loading names them)
 is not streamed: :class:`NotStreamable` says why and the caller loads the atomic file.
 """
 
@@ -20,7 +20,8 @@ from recbole_mamba.atomics.reader import iter_blocks
 from recbole_mamba.atomics.store import write_store_files
 from recbole_mamba.atomics.tokens import Utf8Tokens
 
-CHUNK_ROWS = 1 << 21  # rows parsed at a time, and rows of users sorted at a time
+CHUNK_ROWS = 1 << 19  # rows parsed at a time (pandas holds a Python str a token of them while parsing),
+# and rows of users sorted at a time
 
 
 class NotStreamable(Exception):
@@ -41,7 +42,8 @@ class _FirstAppearance:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        encoded = pc.dictionary_encode(pa.array(column, type=pa.large_string()))
+        array = pa.array(column, type=pa.large_string())  # pandas' own arrow column, or a copy of its str
+        encoded = pc.dictionary_encode(array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array)
         distinct = encoded.dictionary  # the chunk's tokens, in order of first appearance
         known = pc.index_in(distinct, value_set=self.tokens)
         new = known.is_null().to_numpy(zero_copy_only=False)
@@ -73,22 +75,20 @@ def _line_bound(path):
     return lines
 
 
-def _bucket_by_user(users, n_users, chunk_rows):
-    """(offsets (n_users + 1,) int64, rows (n,) int32 or int64): the rows of user u, in file order,
-    are ``rows[offsets[u]:offsets[u + 1]]`` (a counting sort, a chunk at a time)."""
-    counts = np.bincount(users, minlength=n_users)
-    offsets = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    rows = np.empty(len(users), dtype=np.int32 if len(users) < np.iinfo(np.int32).max else np.int64)
-    cursor = offsets[:-1].copy()
-    for start in range(0, len(users), chunk_rows):
-        chunk = users[start:start + chunk_rows]
-        order = np.argsort(chunk, kind="stable")
-        sorted_users = chunk[order]
-        rank = np.arange(len(chunk)) - np.searchsorted(sorted_users, sorted_users)  # among the chunk's rows of its user
-        rows[cursor[sorted_users] + rank] = start + order
-        cursor += np.bincount(chunk, minlength=n_users)
-    return offsets, rows
+def _chunks(source, loaded, separator, encoding, chunk_rows):
+    """The file's rows as RecBole's loading parses them (``loaded``: the columns it loads),
+    ``chunk_rows`` at a time; :class:`NotStreamable` where a value is missing or pandas cannot
+    read it so."""
+    dtype = {column: np.float64 if column.endswith(":float") else str for column in loaded}
+    try:
+        with pd.read_csv(source, delimiter=separator, usecols=list(loaded), dtype=dtype, encoding=encoding,
+                         engine="c", chunksize=chunk_rows) as reader:
+            for chunk in reader:
+                if chunk.isna().to_numpy().any():
+                    raise NotStreamable("values are missing (RecBole's loading names them)")
+                yield chunk
+    except (ValueError, pd.errors.ParserError) as error:
+        raise NotStreamable(f"pandas cannot read it in chunks ({str(error).splitlines()[0]})") from None
 
 
 def stream_inter_store(dataset_folder, name, source, loaded, fields, separator, encoding, loading,
@@ -108,41 +108,44 @@ def stream_inter_store(dataset_folder, name, source, loaded, fields, separator, 
     other = sorted(f"{field}:{kind}" for field, kind in types.items() if kind.endswith("seq"))
     if other:
         raise NotStreamable(f"it loads sequence fields ({', '.join(other)})")
-    bound = _line_bound(source)
-    users, items = np.empty(bound, dtype=np.int32), np.empty(bound, dtype=np.int32)
-    times = np.empty(bound, dtype=np.float64)
-    user_ids, item_ids = _FirstAppearance(), _FirstAppearance()
-    n = 0
-    dtype = {column: np.float64 if column.endswith(":float") else str for column in loaded}
-    reader = pd.read_csv(source, delimiter=separator, usecols=list(loaded), dtype=dtype, encoding=encoding,
-                         engine="c", chunksize=chunk_rows)
-    try:
-        with reader:
-            for chunk in reader:
-                if chunk.isna().to_numpy().any():
-                    raise NotStreamable("values are missing (RecBole's loading names them)")
-                end = n + len(chunk)
-                users[n:end] = user_ids.codes(chunk[wanted[0]])
-                items[n:end] = item_ids.codes(chunk[wanted[1]])
-                times[n:end] = chunk[wanted[2]].to_numpy()
-                n = end
-    except (ValueError, pd.errors.ParserError) as error:
-        raise NotStreamable(f"pandas cannot read it in chunks ({str(error).splitlines()[0]})") from None
-    users, items, times = users[:n], items[:n], times[:n]
-    user_tokens, item_tokens = user_ids.table(), item_ids.table()
-    del user_ids, item_ids
-    offsets, rows = _bucket_by_user(users, len(user_tokens), chunk_rows)
+    # first pass: the users' ids, and so where each user's rows go
+    users = np.empty(_line_bound(source), dtype=np.int32)
+    user_ids, n = _FirstAppearance(), 0
+    for chunk in _chunks(source, loaded, separator, encoding, chunk_rows):
+        users[n:n + len(chunk)] = user_ids.codes(chunk[wanted[0]])
+        n += len(chunk)
+    users = users[:n]
+    user_tokens = user_ids.table()
+    del user_ids
+    offsets = np.zeros(len(user_tokens) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=len(user_tokens)), out=offsets[1:])
+    # second pass: each row's item id and time put in its user's place, in file order (a counting sort)
+    items, times = np.empty(n, dtype=np.int32), np.empty(n, dtype=np.float64)
+    item_ids, cursor, start = _FirstAppearance(), offsets[:-1].copy(), 0
+    for chunk in _chunks(source, loaded, separator, encoding, chunk_rows):
+        chunk_users = users[start:start + len(chunk)]
+        order = np.argsort(chunk_users, kind="stable")
+        sorted_users = chunk_users[order]
+        place = cursor[sorted_users] + np.arange(len(order)) - np.searchsorted(sorted_users, sorted_users)
+        items[place] = item_ids.codes(chunk[wanted[1]])[order]
+        times[place] = chunk[wanted[2]].to_numpy()[order]
+        cursor += np.bincount(chunk_users, minlength=len(user_tokens))
+        start += len(chunk)
+    if start != n:
+        raise NotStreamable(f"{source} changed while it was read ({n:,} rows, then {start:,})")
     del users
+    item_tokens = item_ids.table()
+    del item_ids
 
     def write_rows(items_file, times_file):
         start = 1  # user 0 is [PAD], with no rows
         while start < len(user_tokens):
             stop = max(start + 1, int(np.searchsorted(offsets, offsets[start] + chunk_rows, side="right")) - 1)
-            block = rows[offsets[start]:offsets[stop]]
+            rows = slice(offsets[start], offsets[stop])
             user = np.repeat(np.arange(stop - start), np.diff(offsets[start:stop + 1]))
-            block = block[np.lexsort((times[block].astype(np.float32), user))]  # as RecBole sorts: stable
-            items[block].tofile(items_file)
-            times[block].tofile(times_file)
+            order = np.lexsort((times[rows].astype(np.float32), user))  # as RecBole sorts: stable
+            items[rows][order].tofile(items_file)
+            times[rows][order].tofile(times_file)
             start = stop
 
     return write_store_files(dataset_folder, name, offsets, write_rows, len(item_tokens) - 1, user_tokens,

@@ -98,3 +98,15 @@ def test_a_missing_value_is_named_by_recboles_loading(tmp_path, caplog):
         store_dataset.interaction_store(config_of(str(tmp_path)))
     assert "not streamed: values are missing (RecBole's loading names them)" in caplog.text
     assert not os.path.exists(store_folder(str(tmp_path / "own"), "own"))
+
+
+def test_tokens_are_numbered_by_first_appearance_across_chunks_of_any_layout():
+    import pandas as pd
+    import pyarrow as pa
+
+    numbering = inter_store._FirstAppearance()
+    chunked = pd.Series(pd.array(pa.chunked_array([["b", "a"], ["b", "c"]]), dtype=pd.ArrowDtype(pa.large_string())))
+    assert numbering.codes(chunked).tolist() == [1, 2, 1, 3]
+    assert numbering.codes(pd.Series(["d", "c", "é"], dtype=object)).tolist() == [4, 3, 5]
+    table = numbering.table()
+    assert list(table) == ["[PAD]", "b", "a", "c", "d", "é"] and table.ids(["é"]).tolist() == [5]
