@@ -9,8 +9,9 @@ chunk's user and item tokens are numbered by first appearance against the tokens
 numbers them. Two passes: the first numbers the users (int32 a row), the second puts each row's
 item id (int32) and timestamp (float64) in its user's place in file order (a counting sort): 16
 bytes an interaction at most, with the tokens' bytes. Each block of users is then sorted by
-float32 time, as RecBole sorts, and appended to the store's files. A file RecBole would change or refuse on loading (values missing: its loading names them)
-is not streamed: :class:`NotStreamable` says why and the caller loads the atomic file.
+float32 time, as RecBole sorts, and appended to the store's files. A file RecBole would change or
+refuse on loading (values missing: its loading names them) is not streamed: :class:`NotStreamable`
+says why and the caller loads the atomic file.
 """
 
 import numpy as np
@@ -152,15 +153,11 @@ def stream_inter_store(dataset_folder, name, source, loaded, fields, separator, 
                              item_tokens, source, loading)
 
 
-def header_columns(path, separator, encoding):
-    """The ``name:type`` columns of an atomic file's header, as RecBole splits it."""
-    with open(path, encoding=encoding) as f:
-        return f.readline()[:-1].split(separator)
-
-
 def loaded_columns(path, separator, encoding, load_col):
-    """The header's columns RecBole loads of an ``.inter`` file with ``load_col`` (None: all)."""
-    columns = header_columns(path, separator, encoding)
+    """The ``name:type`` columns of an ``.inter`` file's header (split as RecBole splits it) that
+    RecBole loads with ``load_col`` (None: all)."""
+    with open(path, encoding=encoding) as f:
+        columns = f.readline()[:-1].split(separator)
     if load_col is None:
         return columns
     return [column for column in columns if column.split(":", 1)[0] in load_col["inter"]]

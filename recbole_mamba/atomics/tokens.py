@@ -163,7 +163,7 @@ class Utf8Tokens:
         encoded = [str(token).encode("utf-8") for token in tokens]
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(b) for b in encoded], out=offsets[1:])
-        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+        return cls(np.frombuffer(bytearray(b"".join(encoded)), dtype=np.uint8), offsets)  # writable: torch shares it
 
     @classmethod
     def from_integers(cls, ids, first="[PAD]"):

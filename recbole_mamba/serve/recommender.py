@@ -128,7 +128,7 @@ class Recommender:
     def known_ids(self, tokens):
         """(len(tokens),) int64: the item id of each token, 0 for one the model does not know
         (the padding token included)."""
-        return np.maximum(self.item_tokens.ids([str(token) for token in tokens]), 0)
+        return np.maximum(self.item_tokens.ids(tokens), 0)
 
     def context(self, ids):
         """The part of a history of ids that the model reads."""

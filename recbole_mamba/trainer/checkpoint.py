@@ -50,12 +50,8 @@ def token_tensors(tokens):
     each token's UTF-8 bytes ending at ``ends[i]`` (17 bytes a 9-character token, where a list of
     str costs about 60 in memory and in the file). ``tokens``: a store's token table (its arrays,
     not copied) or a sequence of str."""
-    if hasattr(tokens, "arrays"):
-        blob, offsets = tokens.arrays()
-        return {"utf8": torch.from_numpy(blob), "ends": torch.from_numpy(offsets[1:])}
-    encoded = [str(token).encode("utf-8") for token in tokens]
-    ends = torch.tensor([len(b) for b in encoded], dtype=torch.int64).cumsum(0)
-    return {"utf8": torch.frombuffer(bytearray(b"".join(encoded)), dtype=torch.uint8), "ends": ends}
+    blob, offsets = (tokens if isinstance(tokens, Utf8Tokens) else Utf8Tokens.from_strings(tokens)).arrays()
+    return {"utf8": torch.from_numpy(blob), "ends": torch.from_numpy(offsets[1:])}
 
 
 def tokens_of(value):
