@@ -7,7 +7,8 @@ A table of n tokens is ``blob`` (uint8, the tokens' UTF-8 bytes one after anothe
 here in decimal by numpy a block at a time (as ``str(int)`` writes them), and a token's id is
 found through sorted 64-bit hashes of the tokens (12 bytes a token, the match checked byte for
 byte), so a catalogue of 10^7 items costs its bytes, not 10^7 Python objects (about 60 bytes
-each, and as much again in a dict).
+each, and as much again in a dict). :class:`FirstAppearance` numbers tokens that come a chunk at a
+time the same way, growing its table and hashes as new tokens come.
 """
 
 import os
@@ -123,12 +124,17 @@ class Utf8Tokens:
         """(len(tokens),) int64: the id of each token (str, or anything ``str()`` makes one), -1
         for a token not in the table."""
         query = Utf8Tokens.from_strings(tokens)
-        hashes, ids = self._search_index()
-        wanted = _hashes(query.blob, query.offsets)
-        at = np.minimum(np.searchsorted(hashes, wanted), max(len(hashes) - 1, 0))
+        return self._find(query, _hashes(query.blob, query.offsets), *self._search_index())
+
+    def _find(self, query, wanted, hashes, ids):
+        """(len(query),) int64: the id of each of ``query``'s tokens (a table; ``wanted``: their
+        hashes) among this table's tokens ``ids`` of sorted ``hashes``, -1 where none."""
         found = np.full(len(query), -1, dtype=np.int64)
         if not len(hashes):
             return found
+        order = np.argsort(wanted)  # searched in order: each search starts where the last ended
+        at = np.empty(len(wanted), dtype=np.int64)
+        at[order] = np.minimum(np.searchsorted(hashes, wanted[order]), len(hashes) - 1)
         hit = np.flatnonzero(hashes[at] == wanted)
         equal = self._equal(ids[at[hit]], query, hit)
         found[hit[equal]] = ids[at[hit[equal]]]
@@ -191,3 +197,65 @@ class Utf8Tokens:
         """``folder/<kind>_tokens.bin`` (the bytes) and ``.i8`` (the offsets)."""
         self.offsets.tofile(os.path.join(folder, f"{kind}_tokens.i8"))
         self.blob.tofile(os.path.join(folder, f"{kind}_tokens.bin"))
+
+
+class FirstAppearance:
+    """Ids from 1 of tokens in order of first appearance, over chunks: as RecBole's remapping
+    numbers a column, without the column whole. The distinct tokens so far are held as a table
+    (their bytes and offsets, grown in place) with their sorted 64-bit hashes and ids (12 bytes a
+    token), a match checked byte for byte; ``[PAD]`` is id 0 and found by no token."""
+
+    GROWTH = 1.5  # of the buffers when full
+
+    def __init__(self):
+        pad = np.frombuffer(b"[PAD]", dtype=np.uint8)
+        self._blob, self._offsets = pad.copy(), np.array([0, len(pad)], dtype=np.int64)
+        self._tokens, self._bytes = 1, len(pad)  # held in the buffers' first places
+        self._hashes, self._ids = np.zeros(0, np.uint64), np.zeros(0, np.int32)
+
+    def __len__(self):
+        """Ids given, ``[PAD]`` counted."""
+        return self._tokens
+
+    def table(self):
+        """The :class:`Utf8Tokens` of ``[PAD]`` and the tokens, by id (a view of the buffers)."""
+        return Utf8Tokens(self._blob[:self._bytes], self._offsets[:self._tokens + 1])
+
+    def number(self, distinct, add=True):
+        """(len(distinct),) int64: the ids of ``distinct``'s tokens (a :class:`Utf8Tokens` of
+        tokens not repeated, in order of appearance), those not seen before numbered next in that
+        order (``add=False``: -1 for them)."""
+        wanted = _hashes(distinct.blob, distinct.offsets)
+        ids = self.table()._find(distinct, wanted, self._hashes, self._ids)
+        new = np.flatnonzero(ids < 0)
+        if not add or not len(new):
+            return ids
+        if self._tokens + len(new) > np.iinfo(np.int32).max:
+            raise OverflowError(f"{self._tokens + len(new):,} tokens do not fit int32 ids")
+        ids[new] = self._tokens + np.arange(len(new))
+        self._append(distinct, new)
+        order = np.argsort(wanted[new], kind="stable")
+        at = np.searchsorted(self._hashes, wanted[new][order])
+        self._hashes = np.insert(self._hashes, at, wanted[new][order])
+        self._ids = np.insert(self._ids, at, ids[new][order].astype(np.int32))
+        return ids
+
+    def _append(self, distinct, rows):
+        """Put ``distinct``'s tokens ``rows`` after the tokens held."""
+        lengths = distinct.offsets[rows + 1] - distinct.offsets[rows]
+        total = int(lengths.sum())
+        step = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        added = distinct.blob[np.repeat(distinct.offsets[rows], lengths) + step]
+        self._blob = self._fit(self._blob, self._bytes + total)
+        self._offsets = self._fit(self._offsets, self._tokens + len(rows) + 1)
+        self._blob[self._bytes:self._bytes + total] = added
+        self._offsets[self._tokens + 1:self._tokens + len(rows) + 1] = self._bytes + np.cumsum(lengths)
+        self._tokens, self._bytes = self._tokens + len(rows), self._bytes + total
+
+    def _fit(self, buffer, size):
+        """``buffer``, or a copy of it with room for ``size`` values."""
+        if size <= len(buffer):
+            return buffer
+        grown = np.empty(max(size, int(len(buffer) * self.GROWTH)), dtype=buffer.dtype)
+        grown[:len(buffer)] = buffer
+        return grown

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from recbole_mamba.atomics import tokens as tokens_module
-from recbole_mamba.atomics.tokens import Utf8Tokens, first_appearance
+from recbole_mamba.atomics.tokens import FirstAppearance, Utf8Tokens, first_appearance
 
 EDGES = [0, 1, -1, 9, 10, -10, 99, 100, 10**18, -(10**18), 2**63 - 1, -(2**63), 123456789012, -42]
 
@@ -64,3 +64,38 @@ def test_ids_of_many_integer_tokens():
     queries = np.random.default_rng(3).permutation(len(ids))
     found = table.ids([str(v) for v in ids[queries]] + ["-1", "1e3"])
     assert found.tolist() == (queries + 1).tolist() + [-1, -1]
+
+
+def numbered_in_chunks(numbering, words, size):
+    """The ids ``numbering`` gives ``words`` fed ``size`` at a time, each chunk's distinct words
+    in order of appearance (as a store's chunks are)."""
+    ids = []
+    for start in range(0, len(words), size):
+        chunk = words[start:start + size]
+        codes, distinct = pd.factorize(pd.Series(chunk, dtype=object))
+        found = numbering.number(Utf8Tokens.from_strings(distinct))
+        ids += found[codes].tolist()
+    return ids
+
+
+@pytest.mark.parametrize("size", [1, 7, 10_000])
+def test_first_appearance_over_chunks_numbers_as_recboles_remapping(size):
+    rng = np.random.default_rng(4)
+    words = [f"w{v}" if v % 5 else f"é {v}" for v in rng.zipf(1.3, 3_000)] + ["[PAD]", "", "w1"]
+    numbering = FirstAppearance()
+    codes, tokens = pd.factorize(pd.Series(words, dtype=object))  # RecBole's remapping of the whole column
+    assert numbered_in_chunks(numbering, words, size) == (codes + 1).tolist()
+    assert decoded(numbering.table()) == ["[PAD]", *tokens] and len(numbering) == len(tokens) + 1
+    assert numbering.number(Utf8Tokens.from_strings(["w1", "new", "[PAD]"]), add=False).tolist() == [
+        1 + words.index("w1"), -1, 1 + tokens.tolist().index("[PAD]")]
+    assert len(numbering) == len(tokens) + 1  # add=False gave no id
+
+
+def test_first_appearance_where_hashes_collide(monkeypatch):
+    """A hash of the length alone: the bytes tell the tokens of a length apart, old and new."""
+    monkeypatch.setattr(tokens_module, "_hashes", lambda blob, offsets: np.diff(offsets).astype(np.uint64))
+    words = ["ab", "ba", "x", "ab", "cd", "y", "ba", "", "x", "dc", "", "cd"]
+    codes, tokens = pd.factorize(pd.Series(words, dtype=object))
+    numbering = FirstAppearance()
+    assert numbered_in_chunks(numbering, words, 3) == (codes + 1).tolist()
+    assert decoded(numbering.table()) == ["[PAD]", *tokens]

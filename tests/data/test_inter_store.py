@@ -11,6 +11,7 @@ import pytest
 
 from recbole_mamba.atomics import inter_store
 from recbole_mamba.atomics.store import store_folder
+from recbole_mamba.atomics.tokens import FirstAppearance
 from recbole_mamba.config import RecboleMambaConfig
 from recbole_mamba.data import store_dataset
 from recbole_mamba.data.atomic_loading import AtomicFileError
@@ -104,9 +105,36 @@ def test_tokens_are_numbered_by_first_appearance_across_chunks_of_any_layout():
     import pandas as pd
     import pyarrow as pa
 
-    numbering = inter_store._FirstAppearance()
+    numbering = FirstAppearance()
     chunked = pd.Series(pd.array(pa.chunked_array([["b", "a"], ["b", "c"]]), dtype=pd.ArrowDtype(pa.large_string())))
-    assert numbering.codes(chunked).tolist() == [1, 2, 1, 3]
-    assert numbering.codes(pd.Series(["d", "c", "é"], dtype=object)).tolist() == [4, 3, 5]
+    assert inter_store._codes(numbering, chunked).tolist() == [1, 2, 1, 3]
+    assert inter_store._codes(numbering, pd.Series(["d", "c", "é"], dtype=object)).tolist() == [4, 3, 5]
+    assert inter_store._codes(numbering, pd.Series(["", "a", "x"], dtype="str"), add=False).tolist() == [-1, 2, -1]
     table = numbering.table()
     assert list(table) == ["[PAD]", "b", "a", "c", "d", "é"] and table.ids(["é"]).tolist() == [5]
+
+
+@pytest.mark.parametrize("row", [["usér 1", "5 x", "1.0"], ["a new user", "5 x", "1.0"]])
+def test_a_file_changed_between_the_passes_is_not_streamed(tmp_path, monkeypatch, row):
+    """Rows read the second time that the first pass did not count: a user's more rows, or a
+    new user's; refused before anything is written."""
+    import pandas as pd
+
+    path = write_inter(str(tmp_path / "own"), rows=300, extra="rating:float")
+    passes = []
+    chunks = inter_store._chunks
+
+    def changed(*args):
+        passes.append(1)
+        for chunk in chunks(*args):
+            if len(passes) == 2:
+                extra = pd.DataFrame([row + ["3"]], columns=chunk.columns).astype(chunk.dtypes.to_dict())
+                chunk = pd.concat([chunk, extra], ignore_index=True)
+            yield chunk
+
+    monkeypatch.setattr(inter_store, "_chunks", changed)
+    loaded = inter_store.loaded_columns(path, "\t", "utf-8", None)
+    with pytest.raises(inter_store.NotStreamable, match="changed while it was read"):
+        inter_store.stream_inter_store(str(tmp_path / "own"), "own", path, loaded,
+                                       ("user_id", "item_id", "timestamp"), "\t", "utf-8", {})
+    assert len(passes) == 2 and sorted(os.listdir(tmp_path / "own")) == ["own.inter"]
