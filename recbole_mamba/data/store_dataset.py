@@ -124,6 +124,11 @@ def store_unsupported(config):
     load_col = config["load_col"]
     if load_col is not None and set(load_col) != {"inter"}:
         return f"load_col loads {', '.join(sorted(set(load_col) - {'inter'}))} features"
+    if load_col is None:
+        for suffix in ("user", "item"):
+            path = os.path.join(config["data_path"], f"{config['dataset']}.{suffix}")
+            if os.path.isfile(path):
+                return f"load_col: ~ loads the features of {path}"
     fields = (config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["TIME_FIELD"])
     if None in fields or (load_col is not None and not set(fields) <= set(load_col["inter"])):
         return "it needs the user, item and time fields of the .inter file"
@@ -158,11 +163,6 @@ def not_streamed(config, source, loading):
         return f"RecBole discretises {time_field}"
     if config["unload_col"]:
         return "unload_col is set"
-    if config["load_col"] is None:
-        folder, name = os.path.dirname(source), config["dataset"]
-        for suffix in ("user", "item"):
-            if os.path.isfile(os.path.join(folder, f"{name}.{suffix}")):
-                return f"RecBole also numbers the tokens of {name}.{suffix} (load_col loads every file)"
     return None
 
 

@@ -108,6 +108,22 @@ def test_auto_writes_no_store_for_a_small_file_and_reads_one_that_is_there(conve
     assert type(create_dataset(config_of(converted, train_mode="prefix"))) is not StoreWindowDataset
 
 
+def test_features_that_load_col_none_loads_are_read_by_recboles_loading(converted, tmp_path):
+    """``load_col: ~`` loads every atomic file: with a ``.item`` beside the ``.inter``, the store
+    (which holds no features) is not read, and ``interaction_store: on`` says why."""
+    copy = tmp_path / "kr"
+    shutil.copytree(os.path.join(converted, "kr"), copy)
+    items = create_dataset(config_of(converted)).field2id_token["item_id"][1:]
+    (copy / "kr.item").write_text("item_id:token\tgenre:token\n" + "".join(f"{i}\tg{len(i)}\n" for i in items))
+    assert type(create_dataset(config_of(str(tmp_path), load_col={"inter": ["user_id", "item_id", "timestamp"]}))) \
+        is StoreWindowDataset  # the .item file not loaded: the store serves
+    dataset = create_dataset(config_of(str(tmp_path), load_col=None))
+    assert type(dataset) is WindowDataset and "genre" in dataset.item_feat.columns
+    with pytest.raises(Exception, match=rf"interaction_store on: the run cannot read a store: load_col: ~ loads "
+                                        rf"the features of {copy / 'kr.item'}$"):
+        create_dataset(config_of(str(tmp_path), load_col=None, interaction_store="on"))
+
+
 def test_a_stale_store_is_refused_and_rebuilt_when_asked(converted, tmp_path, cli_main):
     copy = tmp_path / "kr"
     shutil.copytree(os.path.join(converted, "kr"), copy)
