@@ -49,6 +49,13 @@ def _decimal(values):
     return blob, lengths
 
 
+def _positions(starts, lengths):
+    """(lengths.sum(),) int64: the places of the bytes of the tokens at ``starts`` of ``lengths``
+    in a blob, one token after another."""
+    first = np.cumsum(lengths) - lengths  # of each token's bytes in the result
+    return np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))
+
+
 _HASH_BASE = np.uint64(0x100000001B3)  # FNV's 64-bit prime, as the base of a polynomial hash
 
 
@@ -157,10 +164,8 @@ class Utf8Tokens:
         check = np.flatnonzero(equal & (length > 0))
         if len(check):
             n = length[check]
-            first = np.cumsum(n) - n  # of each checked token's bytes
-            step = np.arange(int(n.sum())) - np.repeat(first, n)
-            differ = self.blob[np.repeat(start[check], n) + step] != query.blob[np.repeat(query_start[check], n) + step]
-            equal[check] = np.add.reduceat(differ.astype(np.int64), first) == 0
+            differ = self.blob[_positions(start[check], n)] != query.blob[_positions(query_start[check], n)]
+            equal[check] = np.add.reduceat(differ.astype(np.int64), np.cumsum(n) - n) == 0
         return equal
 
     @classmethod
@@ -244,8 +249,7 @@ class FirstAppearance:
         """Put ``distinct``'s tokens ``rows`` after the tokens held."""
         lengths = distinct.offsets[rows + 1] - distinct.offsets[rows]
         total = int(lengths.sum())
-        step = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        added = distinct.blob[np.repeat(distinct.offsets[rows], lengths) + step]
+        added = distinct.blob[_positions(distinct.offsets[rows], lengths)]
         self._blob = self._fit(self._blob, self._bytes + total)
         self._offsets = self._fit(self._offsets, self._tokens + len(rows) + 1)
         self._blob[self._bytes:self._bytes + total] = added
