@@ -15,6 +15,7 @@ from recbole.data import data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
+from recbole_mamba.atomics.tokens import Utf8Tokens
 from recbole_mamba.config import ConfigError, RecboleMambaConfig
 from recbole_mamba.distributed import DistributedContext, DistributedTrainer, ForkedRanks, shard_evaluation
 from recbole_mamba.distributed.trainer import check_distributable
@@ -378,7 +379,8 @@ def _run(config, launcher, context, saved, epoch_callback, state, resume_file):
                                  for loader in (valid_data, test_data))
     recommender = _build_model(config, (train_data, valid_data, test_data), logger)
     _refused_together(context, lambda: check_exact_softmax_cost(config, recommender, train_data._dataset, logger))
-    item_tokens = token_tensors(data.field2id_token[data.iid_field])
+    item_token_table = data.field2id_token[data.iid_field]  # a store's Utf8Tokens, or RecBole's array of str
+    item_tokens = token_tensors(item_token_table)
     if config["check_memory"]:
         share = 1 if context is None else 1 / context.local_world_size  # of this machine's memory
         _refused_together(context, lambda: check_memory(
@@ -391,6 +393,8 @@ def _run(config, launcher, context, saved, epoch_callback, state, resume_file):
     trainer = (SafeCheckpointTrainer(config, recommender) if context is None
                else DistributedTrainer(config, recommender, context))
     trainer.item_tokens = item_tokens
+    if isinstance(item_token_table, Utf8Tokens):
+        trainer.item_token_table = item_token_table
     epochs_run = 0
     if state is not None:
         trainer.resume(state, resume_file)

@@ -11,6 +11,7 @@ each, and as much again in a dict). :class:`FirstAppearance` numbers tokens that
 time the same way, growing its table and hashes as new tokens come.
 """
 
+import mmap
 import os
 
 import numpy as np
@@ -197,6 +198,16 @@ class Utf8Tokens:
         path = os.path.join(folder, f"{kind}_tokens.bin")
         return cls(np.memmap(path, dtype=np.uint8, mode="c") if os.path.getsize(path) else np.zeros(0, np.uint8),
                    offsets)
+
+    def drop_pages(self):
+        """Drop the pages of a table :meth:`open` maps from this process's resident memory (read
+        again from the files when touched): writing a checkpoint reads every one (16 bytes an item
+        of 8-digit tokens). Nothing for a table held in memory."""
+        for array in (self.blob, self.offsets):
+            while isinstance(array, np.ndarray):  # a view of a np.memmap, whose base is the mapping
+                array = array.base
+            if isinstance(array, mmap.mmap):
+                array.madvise(mmap.MADV_DONTNEED)  # a private mapping never written: the file's bytes
 
     def write(self, folder, kind):
         """``folder/<kind>_tokens.bin`` (the bytes) and ``.i8`` (the offsets)."""

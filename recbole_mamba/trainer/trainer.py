@@ -41,6 +41,7 @@ class SafeCheckpointTrainer(Trainer):
     (:mod:`recbole_mamba.trainer.ranking`, :mod:`recbole_mamba.data.candidates`)."""
 
     item_tokens = None  # external item token of each item id (checkpoint.token_tensors), saved for serving
+    item_token_table = None  # the Utf8Tokens those tensors are of, where a store maps it: paged out after each write
     _history = None  # (UserHistory, left out) of the dataloader being evaluated, for exclude_history
     train_seconds = ()  # fit: wall seconds of each training epoch
     evaluations = ()  # fit: one dict per validation: epoch, valid_s, valid_score, elapsed_s (since fit began)
@@ -64,6 +65,8 @@ class SafeCheckpointTrainer(Trainer):
     def _write_checkpoint(self, path, **state):
         """Write a checkpoint (:func:`~recbole_mamba.trainer.checkpoint.save_checkpoint`)."""
         save_checkpoint(path, **state)
+        if self.item_token_table is not None:
+            self.item_token_table.drop_pages()  # the write read all of a store's token files
 
     def _random_state(self, train_data):
         """What the resume state holds of the random generators (:func:`random_state`)."""

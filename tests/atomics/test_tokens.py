@@ -99,3 +99,27 @@ def test_first_appearance_where_hashes_collide(monkeypatch):
     numbering = FirstAppearance()
     assert numbered_in_chunks(numbering, words, 3) == (codes + 1).tolist()
     assert decoded(numbering.table()) == ["[PAD]", *tokens]
+
+
+def resident_file_kib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssFile:"))
+
+
+def test_a_mapped_table_drops_its_pages_and_reads_the_same_after(tmp_path):
+    """A store's table, read whole (as writing a checkpoint reads it), leaves this process's
+    resident memory when dropped, and reads the same tokens from its files after; a table in
+    memory keeps its bytes."""
+    ids = np.random.default_rng(5).choice(10**12, 2_000_000, replace=False)  # 32 MiB of files
+    Utf8Tokens.from_integers(ids).write(str(tmp_path), "item")
+    table = Utf8Tokens.open(str(tmp_path), "item")
+    before = resident_file_kib()
+    total = int(table.blob.sum(dtype=np.int64)) + int(table.offsets.sum())  # every page read
+    read = resident_file_kib()
+    table.drop_pages()
+    dropped = resident_file_kib()
+    assert read - before > 28_000 and read - dropped > 28_000, (before, read, dropped)
+    assert int(table.blob.sum(dtype=np.int64)) + int(table.offsets.sum()) == total and table[7] == str(ids[6])
+    held = Utf8Tokens.from_integers(ids[:5])
+    held.drop_pages()
+    assert decoded(held) == ["[PAD]", *map(str, ids[:5].tolist())]
