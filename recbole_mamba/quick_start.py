@@ -379,13 +379,14 @@ def _run(config, launcher, context, saved, epoch_callback, state, resume_file):
                                  for loader in (valid_data, test_data))
     recommender = _build_model(config, (train_data, valid_data, test_data), logger)
     _refused_together(context, lambda: check_exact_softmax_cost(config, recommender, train_data._dataset, logger))
-    item_token_table = data.field2id_token[data.iid_field]  # a store's Utf8Tokens, or RecBole's array of str
-    item_tokens = token_tensors(item_token_table)
+    item_tokens = data.field2id_token[data.iid_field]  # a store's Utf8Tokens, or RecBole's array of str
+    if not isinstance(item_tokens, Utf8Tokens):
+        item_tokens = Utf8Tokens.from_strings(item_tokens)
     if config["check_memory"]:
         share = 1 if context is None else 1 / context.local_world_size  # of this machine's memory
         _refused_together(context, lambda: check_memory(
             config, recommender, logger, eval_loaders=(valid_data, test_data),
-            host_parts=host_memory_parts(data, item_tokens), share=share))
+            host_parts=host_memory_parts(data, token_tensors(item_tokens)), share=share))
     with parameters_shared_on_copy(recommender):  # RecBole's count profiles a deep copy of the model
         flops = get_flops(recommender, data, config["device"], logger, construct_transform(config))
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
@@ -393,8 +394,6 @@ def _run(config, launcher, context, saved, epoch_callback, state, resume_file):
     trainer = (SafeCheckpointTrainer(config, recommender) if context is None
                else DistributedTrainer(config, recommender, context))
     trainer.item_tokens = item_tokens
-    if isinstance(item_token_table, Utf8Tokens):
-        trainer.item_token_table = item_token_table
     epochs_run = 0
     if state is not None:
         trainer.resume(state, resume_file)

@@ -98,8 +98,7 @@ def stream_inter_store(dataset_folder, name, source, loaded, fields, separator, 
     for chunk in _chunks(source, loaded, separator, encoding, chunk_rows):
         chunk_users = _codes(user_ids, chunk[wanted[0]], add=False)
         chunk_counts = np.bincount(np.maximum(chunk_users, 0), minlength=len(user_tokens))
-        if chunk_users.min(initial=0) < 0 or len(chunk_counts) > len(user_tokens) or \
-                np.any(cursor + chunk_counts > offsets[1:]):
+        if chunk_users.min(initial=0) < 0 or np.any(cursor + chunk_counts > offsets[1:]):
             raise NotStreamable(f"{source} changed while it was read (rows of other or new users)")
         order = np.argsort(chunk_users, kind="stable")
         sorted_users = chunk_users[order]

@@ -21,6 +21,7 @@ from recbole_mamba.trainer.checkpoint import (
     load_checkpoint,
     parameters_to_json,
     save_checkpoint,
+    token_tensors,
 )
 from recbole_mamba.trainer.optimizers import SparseTableOptimizer
 from recbole_mamba.trainer.resume import checkpoint_of, random_state, restore_random_state, resume_file_of
@@ -40,8 +41,7 @@ class SafeCheckpointTrainer(Trainer):
     ranking walks the items in chunks, sampled ranking scores each row's candidates once
     (:mod:`recbole_mamba.trainer.ranking`, :mod:`recbole_mamba.data.candidates`)."""
 
-    item_tokens = None  # external item token of each item id (checkpoint.token_tensors), saved for serving
-    item_token_table = None  # the Utf8Tokens those tensors are of, where a store maps it: paged out after each write
+    item_tokens = None  # Utf8Tokens: the external token of each item id, in every checkpoint for serving
     _history = None  # (UserHistory, left out) of the dataloader being evaluated, for exclude_history
     train_seconds = ()  # fit: wall seconds of each training epoch
     evaluations = ()  # fit: one dict per validation: epoch, valid_s, valid_score, elapsed_s (since fit began)
@@ -65,8 +65,8 @@ class SafeCheckpointTrainer(Trainer):
     def _write_checkpoint(self, path, **state):
         """Write a checkpoint (:func:`~recbole_mamba.trainer.checkpoint.save_checkpoint`)."""
         save_checkpoint(path, **state)
-        if self.item_token_table is not None:
-            self.item_token_table.drop_pages()  # the write read all of a store's token files
+        if self.item_tokens is not None:
+            self.item_tokens.drop_pages()  # the write read all of a store's token files
 
     def _random_state(self, train_data):
         """What the resume state holds of the random generators (:func:`random_state`)."""
@@ -260,7 +260,7 @@ class SafeCheckpointTrainer(Trainer):
             model=self.config["model"],
             dataset=self.config["dataset"],
             parameters_json=parameters_to_json(self.config),
-            item_tokens=self.item_tokens,
+            item_tokens=None if self.item_tokens is None else token_tensors(self.item_tokens),  # views
             epoch=int(epoch),
             cur_step=int(self.cur_step),
             best_valid_score=float(self.best_valid_score),
